@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 from .shapes import Padding2D, conv_output_size, effective_kernel_size
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+METHODS = ("rows", "im2col")
 _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 MAX_CHUNK_BYTES = 48 << 20  # largest window layout built at once
@@ -214,7 +215,8 @@ def conv2d_forward(
         groups: C and F are split into this many independent groups.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
         keep_cache: return what ``conv2d_backward`` needs (False for inference).
-        method: force 'rows' or 'im2col' (default: chosen from the geometry).
+        method: force 'rows' (vertical stride 1 only) or 'im2col' (default: chosen from the geometry).
+        max_chunk_bytes: largest window layout built at once (default ``MAX_CHUNK_BYTES``).
 
     Returns:
         y: (N, Ho, Wo, F) and the cache (None when ``keep_cache`` is False).
@@ -233,7 +235,14 @@ def conv2d_forward(
     )
     assert min(out_hw) > 0, "callers validate the geometry"
     padded_hw = (height + top + bottom, width + left + right)
-    method = method or choose_method(kernel.shape, strides)
+    if method is None:
+        method = choose_method(kernel.shape, strides)
+    elif method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))} or None, got {method!r}.")
+    elif method == "rows" and strides[0] != 1:
+        # the rows layout shifts whole padded rows, which only lines up with vertical stride 1
+        raise ValueError(f"method='rows' needs a vertical stride of 1, got strides={tuple(strides)}; "
+                         "use method='im2col' or None.")
     max_chunk_bytes = max_chunk_bytes or MAX_CHUNK_BYTES
     chunk = _chunk_size(method, n, padded_hw, out_hw, kernel.shape, x.dtype.itemsize, max_chunk_bytes)
     groups_sl = _group_slices(c_in, f_out, groups)

@@ -201,6 +201,12 @@ class Layer:
     def build(self, input_shape) -> None:
         pass
 
+    def ensure_built(self, input_shape) -> None:
+        """Build from a shape (None batch allowed) without calling the layer."""
+        if not self.built:
+            self.build(tuple(input_shape))
+            self.built = True
+
     def forward(self, x, *, training: bool, keep_cache: bool):
         raise NotImplementedError
 

@@ -195,6 +195,11 @@ class Conv2D(Layer):
             y = y.transpose(0, 3, 1, 2)  # (N, Ho, Wo, F) -> (N, F, Ho, Wo)
         return y.reshape(batch_shape + y.shape[1:])
 
+    def _as_output_axes(self, a):
+        """NHWC <-> the axis order the activation sees: Keras activates the output as laid out, so an
+        axis-dependent activation (softmax over axis -1) runs over the width for channels_first."""
+        return np.swapaxes(a, 2, 3) if self.data_format == "channels_first" else a  # (N, H, F, W) view
+
     def forward(self, x, *, training: bool = False, keep_cache: bool = True):
         self._check_shape(x.shape)
         x_nhwc, batch_shape = self._to_nhwc(x)
@@ -204,14 +209,16 @@ class Conv2D(Layer):
             groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache,
         )  # (N, Ho, Wo, F)
         pre_activation = z.copy() if keep_cache and self.activation.needs_input else None
-        y = act_mod.apply(self.activation, z, in_place=True)
+        y = self._as_output_axes(act_mod.apply(self.activation, self._as_output_axes(z), in_place=True))
         self._cache = (conv_cache, pre_activation, y, batch_shape) if keep_cache else None
         return self._from_nhwc(y, batch_shape)
 
     def backward_impl(self, dy, *, need_input_grad: bool = True):
         conv_cache, pre_activation, y, batch_shape = self._cache
         dy_nhwc, _ = self._to_nhwc(dy)
-        dz = self.activation.backward(dy_nhwc, pre_activation, y)
+        view = self._as_output_axes
+        dz = view(self.activation.backward(view(dy_nhwc), None if pre_activation is None else view(pre_activation),
+                                           view(y)))
         dx, dkernel, dbias = conv2d_backward(dz, conv_cache, need_dx=need_input_grad)
         self._store_grad("kernel", dkernel)
         if self.use_bias:

@@ -1,0 +1,109 @@
+"""2-D max and average pooling (channels_last) as pure functions.
+
+Max pooling routes each output's gradient to the *first* maximum of its window in
+row-major order, as TensorFlow and PyTorch do; this matters for ties, which ReLU makes
+common (a window of zeros).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .shapes import Padding2D, conv_output_size
+
+
+@dataclass
+class PoolCache:
+    x_shape: tuple
+    pool: tuple[int, int]
+    strides: tuple[int, int]
+    padding: Padding2D
+    out_hw: tuple[int, int]
+    argmax: np.ndarray | None  # (N, Ho, Wo, C) uint8 index of the winning tap (max pooling)
+    counts: np.ndarray | None  # (Ho, Wo, 1) real pixels per window (average pooling)
+
+
+def _taps(xp, pool, strides, out_hw):
+    """Yield (i, j, view) for every window tap; each view is (N, Ho, Wo, C) with no copy."""
+    (ph, pw), (sh, sw), (ho, wo) = pool, strides, out_hw
+    for i in range(ph):
+        for j in range(pw):
+            yield i, j, xp[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
+
+
+def _geometry(x_shape, pool, strides, padding):
+    (top, bottom), (left, right) = padding
+    out_hw = (conv_output_size(x_shape[1], pool[0], strides[0], 1, (top, bottom)),
+              conv_output_size(x_shape[2], pool[1], strides[1], 1, (left, right)))
+    assert min(out_hw) > 0, "callers validate the geometry"
+    return out_hw
+
+
+def _pad(x, padding, value):
+    (top, bottom), (left, right) = padding
+    if top == bottom == left == right == 0:
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), *, keep_cache=True):
+    """Max over each window; padded pixels never win.
+
+    Args:
+        x: (N, H, W, C).
+    Returns:
+        y (N, Ho, Wo, C) and the cache (None without ``keep_cache``).
+
+    >>> y, _ = max_pool2d_forward(np.arange(16.).reshape(1, 4, 4, 1))
+    >>> y[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    out_hw = _geometry(x.shape, pool, strides, padding)
+    xp = _pad(x, padding, -np.inf)
+    y = None
+    argmax = None
+    for k, (_, _, tap) in enumerate(_taps(xp, pool, strides, out_hw)):
+        if y is None:
+            y = tap.copy()
+            argmax = np.zeros(y.shape, np.uint8) if keep_cache else None
+            continue
+        better = tap > y  # strict: ties keep the earlier tap
+        np.copyto(y, tap, where=better)
+        if keep_cache:
+            argmax[better] = k
+    cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, argmax, None) if keep_cache else None
+    return y, cache
+
+
+def max_pool2d_backward(dy, cache: PoolCache):
+    """Gradient of ``max_pool2d_forward``: dy (N, Ho, Wo, C) -> dx (N, H, W, C)."""
+    n, height, width, c = cache.x_shape
+    (top, bottom), (left, right) = cache.padding
+    dxp = np.zeros((n, height + top + bottom, width + left + right, c), dy.dtype)
+    for k, (_, _, tap) in enumerate(_taps(dxp, cache.pool, cache.strides, cache.out_hw)):
+        tap += np.where(cache.argmax == k, dy, 0)  # tap is a view into dxp; overlapping windows accumulate
+    return dxp[:, top:top + height, left:left + width]
+
+
+def avg_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), *, keep_cache=True):
+    """Mean over each window, counting only real pixels (Keras 'same' semantics)."""
+    out_hw = _geometry(x.shape, pool, strides, padding)
+    xp = _pad(x, padding, 0)
+    ones = _pad(np.ones((1, *x.shape[1:3], 1), x.dtype), padding, 0)
+    total = sum(tap for _, _, tap in _taps(xp, pool, strides, out_hw))
+    counts = sum(tap for _, _, tap in _taps(ones, pool, strides, out_hw))[0]  # (Ho, Wo, 1)
+    cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, None, counts) if keep_cache else None
+    return (total / counts).astype(x.dtype, copy=False), cache
+
+
+def avg_pool2d_backward(dy, cache: PoolCache):
+    n, height, width, c = cache.x_shape
+    (top, bottom), (left, right) = cache.padding
+    dxp = np.zeros((n, height + top + bottom, width + left + right, c), dy.dtype)
+    share = dy / cache.counts
+    for _, _, tap in _taps(dxp, cache.pool, cache.strides, cache.out_hw):
+        tap += share
+    return dxp[:, top:top + height, left:left + width]

@@ -1,0 +1,256 @@
+"""Sequential: a model that is a list of layers; backward walks it in reverse."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import optimizers as optimizers_mod
+from ..functional.losses import accuracy, sparse_categorical_crossentropy
+from ..layers import LAYER_CLASSES, Layer
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of ``fit``: ``history['loss'][epoch]`` like Keras."""
+
+    epochs: list[int] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def append(self, epoch: int, logs: dict) -> None:
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+class Callback:
+    """Hooks called by ``fit``; override what you need. ``logs`` is a dict of floats."""
+
+    def on_epoch_begin(self, epoch: int, model: "Sequential") -> None: ...
+
+    def on_batch_begin(self, step: int, model: "Sequential") -> None: ...
+
+    def on_batch_end(self, step: int, logs: dict, model: "Sequential") -> None: ...
+
+    def on_epoch_end(self, epoch: int, logs: dict, model: "Sequential") -> None: ...
+
+
+def _check_xy(x, y, who):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"{who}: expects x with a batch axis and labels y of shape (N,) with the same N; got "
+                         f"x {x.shape} and y {y.shape}.")
+    if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0):
+        raise ValueError(f"{who}: labels must be non-negative integers (class indices), got dtype {y.dtype}"
+                         f"{'' if not np.issubdtype(y.dtype, np.integer) else f' with min {y.min()}'}.")
+    return x, y.astype(np.int64, copy=False)
+
+
+def _check_batch_size(batch_size, who):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"{who}: batch_size must be a positive int, got {batch_size!r}.")
+    return int(batch_size)
+
+
+class Sequential:
+    """A stack of layers with Keras' fit / evaluate / predict / summary / save / load.
+
+    >>> from convlayer.layers import Dense
+    >>> model = Sequential([Dense(4, activation="relu", seed=0), Dense(2, seed=1)])
+    >>> model.predict(np.zeros((3, 5))).shape
+    (3, 2)
+    """
+
+    def __init__(self, layers=(), *, name: str = "sequential"):
+        self.name = name
+        self.layers: list[Layer] = []
+        for layer in layers:
+            self.add(layer)
+        self.optimizer: optimizers_mod.Optimizer | None = None
+        self.input_shape: tuple | None = None
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: expects convlayer layers, got {type(layer).__name__}.")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"{self.name}: a layer named {layer.name!r} already exists; layer names must be unique.")
+        self.layers.append(layer)
+
+    # ------------------------------------------------------------------ structure
+
+    def build(self, input_shape) -> None:
+        """Create every layer's weights for samples of ``input_shape`` (batch axis included, may be None)."""
+        shape = tuple(input_shape)
+        self.input_shape = shape
+        for layer in self.layers:
+            layer.ensure_built(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def output_shapes(self, input_shape=None) -> list[tuple]:
+        shape = tuple(input_shape or self.input_shape)
+        shapes = []
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+            shapes.append(shape)
+        return shapes
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts (returned, not printed)."""
+        if self.input_shape is None:
+            raise ValueError(f"{self.name}: build the model (call it or model.build(input_shape)) before summary().")
+        rows = [(f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}")
+                for layer, shape in zip(self.layers, self.output_shapes())]
+        head = ("Layer (type)", "Output Shape", "Param #")
+        widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(3)]
+        line = "-" * sum(widths)
+        fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        trainable = sum(l.count_params() for l in self.layers if l.trainable)
+        return "\n".join([f'Model: "{self.name}"', line, fmt(head), "=" * sum(widths), *map(fmt, rows), line,
+                          f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}",
+                          f"Non-trainable params: {self.count_params() - trainable:,}"])
+
+    # ------------------------------------------------------------------ compute
+
+    def prepare_input(self, x) -> np.ndarray:
+        return np.asarray(x)
+
+    def __call__(self, x, training: bool = False, *, keep_cache: bool = True) -> np.ndarray:
+        x = self.prepare_input(x)
+        if self.input_shape is None:
+            self.build((None, *np.shape(x)[1:]))
+        for layer in self.layers:
+            x = layer(x, training=training, keep_cache=keep_cache)
+        return x
+
+    def backward(self, dy) -> None:
+        """Backpropagate d(loss)/d(output) through every layer, storing parameter gradients."""
+        for index in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[index].backward(dy, need_input_grad=index > 0)
+
+    def trainable_variables(self):
+        """(key, param, grad) triples for the optimizer; keys are 'layer/param'."""
+        return [(f"{layer.name}/{key}", value, layer.grads[key])
+                for layer in self.layers if layer.trainable for key, value in layer.params.items()]
+
+    def regularization_loss(self) -> float:
+        return float(sum(layer.regularization_loss() for layer in self.layers))
+
+    # ------------------------------------------------------------------ training
+
+    def compile(self, optimizer="adam", **optimizer_kwargs) -> None:
+        """Choose the optimizer; the loss is sparse categorical cross-entropy from logits."""
+        self.optimizer = optimizers_mod.get(optimizer, **optimizer_kwargs)
+
+    def train_step(self, x, y) -> tuple[float, float]:
+        """One forward/backward/update on a batch; returns (loss, accuracy)."""
+        if self.optimizer is None:
+            raise RuntimeError(f"{self.name}: call compile(optimizer=...) before training.")
+        logits = self(x, training=True)
+        loss, dlogits = sparse_categorical_crossentropy(logits, y)
+        self.backward(dlogits)
+        self.optimizer.apply(self.trainable_variables())
+        for layer in self.layers:
+            layer.apply_constraints()
+        return loss + self.regularization_loss(), accuracy(logits, y)
+
+    def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, validation_data=None, rng=None,
+            initial_epoch: int = 0, callbacks=()) -> History:
+        """Train for ``epochs`` (counting from ``initial_epoch``), shuffling with ``rng`` each epoch."""
+        who = f"{self.name}.fit"
+        x, y = _check_xy(x, y, who)
+        batch_size = _check_batch_size(batch_size, who)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"{who}: epochs must be a non-negative int, got {epochs!r}.")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        history = History()
+        steps_per_epoch = math.ceil(len(x) / batch_size)
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, self)
+            order = rng.permutation(len(x))
+            start_time = time.perf_counter()
+            seen, loss_sum, correct = 0, 0.0, 0.0
+            for step in range(steps_per_epoch):
+                for cb in callbacks:
+                    cb.on_batch_begin(epoch * steps_per_epoch + step, self)
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                loss, acc = self.train_step(x[idx], y[idx])
+                seen += len(idx)
+                loss_sum += loss * len(idx)
+                correct += acc * len(idx)
+                elapsed = time.perf_counter() - start_time
+                logs = {"loss": loss_sum / seen, "accuracy": correct / seen, "images_per_second": seen / elapsed}
+                for cb in callbacks:
+                    cb.on_batch_end(step, logs, self)
+            logs["seconds"] = time.perf_counter() - start_time
+            logs["learning_rate"] = self.optimizer.learning_rate
+            if validation_data is not None and len(validation_data[0]):
+                val = self.evaluate(*validation_data, batch_size=max(batch_size, 500))
+                logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+            history.append(epoch, logs)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs, self)
+        return history
+
+    def predict(self, x, *, batch_size: int = 1000) -> np.ndarray:
+        """Logits for every sample, in chunks, keeping no caches (bounded memory)."""
+        x = self.prepare_input(x)
+        batch_size = _check_batch_size(batch_size, f"{self.name}.predict")
+        outputs = [self(x[i:i + batch_size], training=False, keep_cache=False) for i in range(0, len(x), batch_size)]
+        if not outputs:
+            return np.zeros((0, *self.output_shapes((0, *x.shape[1:]))[-1][1:]), np.float32)
+        return np.concatenate(outputs)
+
+    def evaluate(self, x, y, *, batch_size: int = 1000) -> dict:
+        """{'loss': mean cross-entropy, 'accuracy': fraction correct}."""
+        x, y = _check_xy(self.prepare_input(x), y, f"{self.name}.evaluate")
+        logits = self.predict(x, batch_size=batch_size)
+        if logits.shape[-1] <= (y.max() if len(y) else 0):
+            raise ValueError(f"{self.name}.evaluate: labels go up to {y.max()} but the model has only "
+                             f"{logits.shape[-1]} outputs.")
+        loss, _ = sparse_categorical_crossentropy(logits, y)
+        return {"loss": loss, "accuracy": accuracy(logits, y)}
+
+    # ------------------------------------------------------------------ weights and config
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        for layer in self.layers:
+            n = len(layer.params)
+            layer.set_weights(weights[:n])
+            weights = weights[n:]
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        layers = []
+        for spec in config["layers"]:
+            if spec["class_name"] not in LAYER_CLASSES:
+                raise ValueError(f"unknown layer class {spec['class_name']!r} in the model config.")
+            layers.append(LAYER_CLASSES[spec["class_name"]].from_config(spec["config"]))
+        model = cls(layers, name=config.get("name", "sequential"))
+        if config.get("input_shape") is not None:
+            model.build(tuple(config["input_shape"]))
+        return model
+
+    def save(self, path, **kwargs) -> None:
+        from .. import checkpoint
+        checkpoint.save(path, self, **kwargs)
+
+    @staticmethod
+    def load(path):
+        from .. import checkpoint
+        return checkpoint.load(path).model
