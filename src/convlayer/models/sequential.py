@@ -171,6 +171,7 @@ class Sequential:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         history = History()
         steps_per_epoch = math.ceil(len(x) / batch_size)
+        self.steps_per_epoch = steps_per_epoch  # read by progress bars
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, self)

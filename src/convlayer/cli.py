@@ -1,0 +1,336 @@
+"""The ``convlayer`` command line: train, evaluate, predict, summary, datasets (and more).
+
+User mistakes end with one line on stderr and a non-zero exit, never a traceback.
+Other modules add commands through ``register(subparsers)`` (see ``COMMAND_MODULES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROG = "convlayer"
+COMMAND_MODULES = ("convlayer.viz.commands", "convlayer.web.commands")
+
+
+class UsageError(Exception):
+    """A user mistake that argparse cannot see (bad value combinations, missing files)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like argparse but without the usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _say(*parts):
+    print(*parts, flush=True)
+
+
+def resolve_dataset(name: str, data_dir=None) -> str:
+    """'auto': MNIST when its files are here or downloadable, else Fashion-MNIST, else digits."""
+    if name != "auto":
+        return name
+    from . import datasets
+
+    status = {d["name"]: d for d in datasets.available()}
+    if status.get("mnist", {}).get("available"):
+        return "mnist"
+    try:  # MNIST "whenever downloadable": try it (fails fast offline)
+        datasets.load("mnist", data_dir=data_dir)
+        return "mnist"
+    except datasets.DatasetError:
+        pass
+    if status.get("fashion-mnist", {}).get("available"):
+        return "fashion-mnist"
+    return "digits"
+
+
+def _load_checkpoint(path):
+    from . import checkpoint
+
+    return checkpoint.load(path)
+
+
+def _dataset_for_checkpoint(ck, name, data_dir):
+    from . import datasets
+
+    name = name or ck.meta.get("dataset")
+    if not name:
+        raise UsageError("the checkpoint does not say which dataset it was trained on; pass --dataset.")
+    data = datasets.load(name, data_dir=data_dir)
+    model = ck.model
+    if getattr(model, "input_dim", data.input_dim) != data.input_dim or \
+            getattr(model, "output_size", data.num_classes) != data.num_classes:
+        raise UsageError(f"the checkpoint expects {model.input_dim}x{model.input_dim} images and "
+                         f"{model.output_size} classes, but {data.name} has {data.input_dim}x{data.input_dim} and "
+                         f"{data.num_classes}; pick the dataset it was trained on ({ck.meta.get('dataset')}).")
+    return data
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_train(args):
+    from .training import TrainConfig, train
+
+    dataset = resolve_dataset(args.dataset, args.data_dir)
+    output_dir = args.output_dir or f"runs/{dataset}"
+    config = TrainConfig(dataset=dataset, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                         learning_rate=args.learning_rate, momentum=args.momentum, schedule=args.schedule,
+                         seed=args.seed, validation_split=args.validation_split, output_dir=output_dir,
+                         data_dir=args.data_dir, limit=args.limit)
+    if args.learning_rate is None:
+        config.learning_rate = 1e-3 if args.optimizer == "adam" else 0.05
+    callbacks = [] if args.quiet else [_ProgressBar()]
+    if args.resume:
+        _say(f"Resuming {args.resume} up to epoch {args.epochs}")
+    else:
+        _say(f"Training the lesson's CNN on {dataset} for {args.epochs} epochs (batch {args.batch_size}, "
+             f"{args.optimizer}, {args.schedule} schedule) -> {output_dir}/")
+    result = train(config, resume=args.resume, callbacks=callbacks)
+    _say(f"Data: {result.dataset_source}")
+    _say(f"Best epoch by validation accuracy: {result.best_epoch}; checkpoint {result.best_path}")
+    _say(f"Per-epoch log: {result.log_path}")
+    _say(f"Test accuracy: {result.test_accuracy * 100:.2f}% (loss {result.test_loss:.4f}) on "
+         f"{result.config.dataset} test set")
+    if result.config.dataset != "mnist":
+        _say("To train on MNIST: put its four IDX files in a folder and run "
+             "`convlayer train --dataset mnist --data-dir FOLDER` (or let it download them).")
+    return 0
+
+
+class _ProgressBar:
+    """tqdm bar per epoch with loss, accuracy and images/s (the CLI's only printing)."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, model):
+        self.epoch = epoch
+
+    def on_batch_begin(self, step, model):
+        pass
+
+    def on_batch_end(self, step, logs, model):
+        if self.bar is None:
+            total = getattr(model, "steps_per_epoch", None)
+            self.bar = self._tqdm(total=total, desc=f"epoch {self.epoch + 1}", unit="batch", leave=True,
+                                  dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.4f}",
+                             img_s=f"{logs['images_per_second']:.0f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs, model):
+        if self.bar is not None:
+            extra = ""
+            if "val_accuracy" in logs:
+                extra = f", val_loss={logs['val_loss']:.4f}, val_acc={logs['val_accuracy']:.4f}"
+            self.bar.set_postfix_str(f"loss={logs['loss']:.4f}, acc={logs['accuracy']:.4f}{extra}, "
+                                     f"{logs['images_per_second']:.0f} img/s")
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_evaluate(args):
+    from .training import confusion_matrix
+
+    ck = _load_checkpoint(args.checkpoint)
+    data = _dataset_for_checkpoint(ck, args.dataset, args.data_dir)
+    logits = ck.model.predict(data.x_test)
+    predictions = logits.argmax(axis=1)
+    matrix = confusion_matrix(data.y_test, predictions, data.num_classes)
+    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    accuracy = float((predictions == data.y_test).mean())
+    if args.json:
+        _say(json.dumps({"dataset": data.name, "accuracy": accuracy, "per_class_accuracy": per_class.tolist(),
+                         "class_names": list(data.class_names), "confusion_matrix": matrix.tolist()}))
+        return 0
+    _say(f"{data.name} test set: {len(data.y_test)} images, accuracy {accuracy * 100:.2f}%")
+    _say("\nPer-class accuracy:")
+    for name, value, count in zip(data.class_names, per_class, matrix.sum(axis=1)):
+        _say(f"  {name:>12s}  {value * 100:6.2f}%  ({count} images)")
+    width = max(5, len(str(matrix.max())) + 1)
+    _say("\nConfusion matrix (rows: true class, columns: predicted):")
+    _say("      " + "".join(f"{i:>{width}d}" for i in range(data.num_classes)))
+    for i, row in enumerate(matrix):
+        _say(f"  {i:>3d} " + "".join(f"{v:>{width}d}" for v in row))
+    return 0
+
+
+def cmd_predict(args):
+    from .functional.losses import softmax
+    from .preprocess import prepare
+
+    ck = _load_checkpoint(args.checkpoint)
+    model = ck.model
+    names = ck.meta.get("class_names") or [str(i) for i in range(model.output_size)]
+    for path in args.images:
+        image = prepare(path, model.input_dim)
+        probs = softmax(model.predict(image[None]))[0]
+        top = np.argsort(probs)[::-1][:3]
+        ranked = ", ".join(f"{names[i]} {probs[i] * 100:.1f}%" for i in top)
+        _say(f"{path}: {ranked}")
+    return 0
+
+
+def cmd_summary(args):
+    from .models import MNISTModel
+
+    if args.checkpoint:
+        model = _load_checkpoint(args.checkpoint).model
+    else:
+        model = MNISTModel(args.input_dim, args.output_size)
+    _say(model.summary())
+    return 0
+
+
+def cmd_datasets(args):
+    from . import datasets
+
+    for entry in datasets.available():
+        mark = "yes" if entry["available"] else "no "
+        note = f" - {entry['note']}" if entry.get("note") else ""
+        _say(f"  [{mark}] {entry['name']:<14s} {entry.get('source', '')}{note}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="The lesson's CNN and its convolution layer, on NumPy.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('convlayer').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train the lesson's CNN and report test accuracy",
+                       description="Train MNISTModel (conv1 -> pool -> conv2 -> pool -> dense -> dropout -> logits).")
+    p.add_argument("--dataset", default="auto", choices=["auto", "mnist", "fashion-mnist", "digits"],
+                   help="auto: MNIST if its files are here or downloadable, else Fashion-MNIST (default: auto)")
+    p.add_argument("--data-dir", help="folder with the dataset's IDX files (or set CONVLAYER_DATA_DIR)")
+    p.add_argument("--epochs", type=_positive_int, default=12, help="total epochs (default: 12)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default: adam")
+    p.add_argument("--learning-rate", type=_positive_float, default=None, help="default: 1e-3 (adam), 0.05 (sgd)")
+    p.add_argument("--momentum", type=_fraction, default=0.9, help="SGD momentum (default: 0.9)")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning-rate schedule over all steps (default: cosine)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="initialization, shuffling, dropout (default: 0)")
+    p.add_argument("--validation-split", type=_fraction, default=1 / 12,
+                   help="fraction of training images held out to pick the best epoch (default: 1/12)")
+    p.add_argument("--output-dir", help="run folder for checkpoints and log.csv (default: runs/<dataset>)")
+    p.add_argument("--limit", type=_positive_int, help="train on the first N images only (quick runs)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.npz, with its optimizer state")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
+                   help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--data-dir")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify PNG/JPEG images (MNIST-style preprocessing), top 3 classes")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint (default: a fresh model)")
+    p.add_argument("--input-dim", type=_positive_int, default=28)
+    p.add_argument("--output-size", type=_positive_int, default=10)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("datasets", help="which datasets are available here, and from where")
+    p.set_defaults(func=cmd_datasets)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("convlayer"):
+                continue  # that part of convlayer is not there (yet)
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, CheckpointError, ValueError, TypeError, FileNotFoundError, PermissionError,
+            IsADirectoryError, NotADirectoryError) as exc:
+        if os.environ.get("CONVLAYER_DEBUG"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(f"{PROG} {args.command}: error: {exc}. Install the extras: pip install 'convlayer[all]'.",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
