@@ -12,6 +12,12 @@ from convlayer.datasets import IDXError, read_idx, write_idx
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
 
+@pytest.fixture
+def rng() -> np.random.Generator:
+    # Local, so this file does not depend on a shared conftest.py.
+    return np.random.default_rng(1998)
+
+
 def _sample(dtype, shape, rng):
     info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
     if info is not None:
