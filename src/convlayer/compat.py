@@ -4,9 +4,10 @@ convlayer (like Keras) stores a Conv2D kernel as HWIO ``(kh, kw, C // groups, F)
 PyTorch stores OIHW ``(F, C // groups, kh, kw)``. Both compute cross-correlation, so
 converting a kernel is a transpose and nothing else (no flip).
 
-PyTorch's ``padding='same'`` pads symmetrically (the odd extra goes to the *left/top*
-and it refuses strides > 1), whereas TensorFlow puts the odd extra at the bottom/right.
-``same_padding_for_torch`` returns the explicit ``F.pad`` tuple that matches TensorFlow.
+PyTorch's ``padding='same'`` agrees with TensorFlow at stride 1 (the odd extra goes to the
+bottom/right in both) but refuses strides > 1, where TensorFlow's total padding also
+depends on the input size. ``same_padding_for_torch`` returns the explicit ``F.pad`` tuple
+that matches TensorFlow for every stride and dilation.
 
 This module never imports torch: it accepts tensors through ``.detach().cpu().numpy()``
 and returns NumPy arrays and plain tuples.

@@ -41,13 +41,14 @@ def resolve_dtype(dtype, owner: str) -> np.dtype:
     return resolved
 
 
-def make_rng(seed) -> np.random.Generator:
+def make_rng(seed, owner: str = "") -> np.random.Generator:
     """A Generator from an int seed, a Generator (used as is) or None (fresh entropy)."""
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         return np.random.default_rng(seed)
-    raise TypeError(f"seed must be None, a non-negative int or an np.random.Generator, got {seed!r}.")
+    where = f"{owner}: " if owner else ""
+    raise TypeError(f"{where}seed must be None, a non-negative int or an np.random.Generator, got {seed!r}.")
 
 
 class Layer:
@@ -66,7 +67,7 @@ class Layer:
         self.activity_regularizer = regularizers_mod.get(activity_regularizer, owner=self.describe(),
                                                          what="activity_regularizer")
         self.seed = seed
-        self.rng = make_rng(seed)
+        self.rng = make_rng(seed, self.describe())
         self.built = False
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray | None] = {}
@@ -123,7 +124,7 @@ class Layer:
 
     def get_gradients(self) -> list[np.ndarray]:
         """Parameter gradients of the last ``backward``, same order and shapes as ``get_weights``."""
-        if any(g is None for g in self.grads.values()):
+        if not self.built or any(g is None for g in self.grads.values()):
             raise self.error("has no gradients yet: call backward(dy) after a forward call.")
         return [g.copy() for g in self.grads.values()]
 
