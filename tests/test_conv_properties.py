@@ -277,15 +277,17 @@ def test_regularization_losses_and_gradients_match_keras(rng):
 
 
 # Norm constraints take one norm per filter (axes [0, 1, 2]), the setting Keras' docs give for Conv2D
-# kernels. NOTE: Keras' own default is axis=0, so kernel_constraint='max_norm' in Keras norms over the
-# kernel rows only; convlayer's 'max_norm' equals keras.constraints.MaxNorm(axis=[0, 1, 2]).
+# kernels. Keras' default is axis=0 (the kernel's rows); axis=[0, 1, 2] constrains whole filters.
 @pytest.mark.parametrize("ours, keras_constraint", [
-    ("max_norm", keras.constraints.MaxNorm(max_value=2, axis=[0, 1, 2])),
+    ("max_norm", keras.constraints.MaxNorm(max_value=2)),
+    ({"name": "max_norm", "axis": [0, 1, 2]}, keras.constraints.MaxNorm(max_value=2, axis=[0, 1, 2])),
     ("non_neg", keras.constraints.NonNeg()),
-    ("unit_norm", keras.constraints.UnitNorm(axis=[0, 1, 2])),
-    ("min_max_norm", keras.constraints.MinMaxNorm(0.0, 1.0, rate=1.0, axis=[0, 1, 2])),
-    ({"name": "max_norm", "max_value": 0.5}, keras.constraints.MaxNorm(max_value=0.5, axis=[0, 1, 2])),
-    ({"name": "min_max_norm", "min_value": 0.5, "max_value": 1.5, "rate": 0.5},
+    ("unit_norm", keras.constraints.UnitNorm()),
+    ({"name": "unit_norm", "axis": [0, 1, 2]}, keras.constraints.UnitNorm(axis=[0, 1, 2])),
+    ("min_max_norm", keras.constraints.MinMaxNorm(0.0, 1.0, rate=1.0)),
+    ({"name": "max_norm", "max_value": 0.5, "axis": [0, 1, 2]},
+     keras.constraints.MaxNorm(max_value=0.5, axis=[0, 1, 2])),
+    ({"name": "min_max_norm", "min_value": 0.5, "max_value": 1.5, "rate": 0.5, "axis": [0, 1, 2]},
      keras.constraints.MinMaxNorm(0.5, 1.5, rate=0.5, axis=[0, 1, 2])),
 ])
 def test_constraints_match_keras(ours, keras_constraint, rng):

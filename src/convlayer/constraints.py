@@ -1,7 +1,8 @@
 """Weight constraints (Keras names), applied after each optimizer step.
 
-Norms are taken over every axis but the last, as Keras does for kernels (axis=0 on a
-Dense kernel, [0, 1, 2] on a Conv2D kernel): one norm per output unit / filter.
+Norms are taken over ``axis`` with Keras' default ``axis=0``: for a Dense kernel (in, units)
+that is one norm per unit; for a Conv2D kernel (kh, kw, in, filters) Keras' default norms
+the kernel's rows only, so pass ``axis=[0, 1, 2]`` to constrain each filter as a whole.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ import numpy as np
 _EPSILON = 1e-7  # Keras backend epsilon
 
 
-def _norms(w: np.ndarray) -> np.ndarray:
-    axes = tuple(range(w.ndim - 1)) if w.ndim > 1 else (0,)
+def _norms(w: np.ndarray, axis) -> np.ndarray:
+    axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
     return np.sqrt(np.sum(np.square(w), axis=axes, keepdims=True))
 
 
 @dataclass(frozen=True)
 class MaxNorm:
     max_value: float = 2.0
+    axis: int | tuple = 0
     name: str = "max_norm"
 
     def __call__(self, w):
-        norms = _norms(w)
+        norms = _norms(w, self.axis)
         desired = np.clip(norms, 0, self.max_value)
         return (w * (desired / (_EPSILON + norms))).astype(w.dtype)
 
@@ -39,10 +41,11 @@ class NonNeg:
 
 @dataclass(frozen=True)
 class UnitNorm:
+    axis: int | tuple = 0
     name: str = "unit_norm"
 
     def __call__(self, w):
-        return (w / (_EPSILON + _norms(w))).astype(w.dtype)
+        return (w / (_EPSILON + _norms(w, self.axis))).astype(w.dtype)
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,11 @@ class MinMaxNorm:
     min_value: float = 0.0
     max_value: float = 1.0
     rate: float = 1.0
+    axis: int | tuple = 0
     name: str = "min_max_norm"
 
     def __call__(self, w):
-        norms = _norms(w)
+        norms = _norms(w, self.axis)
         desired = self.rate * np.clip(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
         return (w * (desired / (_EPSILON + norms))).astype(w.dtype)
 
@@ -71,6 +75,8 @@ def get(identifier, *, owner: str = "", what: str = "constraint"):
         return _NAMES[identifier.lower()]()
     if isinstance(identifier, dict):
         config = dict(identifier)
+        if isinstance(config.get("axis"), list):
+            config["axis"] = tuple(config["axis"])
         return _NAMES[config.pop("name")](**config)
     if callable(identifier):
         return identifier
@@ -80,4 +86,7 @@ def get(identifier, *, owner: str = "", what: str = "constraint"):
 def serialize(constraint):
     if constraint is None or not hasattr(constraint, "__dataclass_fields__"):
         return None
-    return {k: getattr(constraint, k) for k in constraint.__dataclass_fields__}
+    config = {k: getattr(constraint, k) for k in constraint.__dataclass_fields__}
+    if isinstance(config.get("axis"), tuple):
+        config["axis"] = list(config["axis"])
+    return config
