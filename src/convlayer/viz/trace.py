@@ -66,7 +66,8 @@ class ConvTrace:
                 lines.append(
                     f"{axis}: 'same' wants ceil({size} / {s}) = {out} outputs, which need "
                     f"({out} - 1) * {s} + {span} = {(out - 1) * s + span} {axis}; the input has {size}, so "
-                    f"{total} zero {axis} are added: {before} at the {ends[0]}, {after} at the {ends[1]}"
+                    f"{total} zero {axis[:-1] if total == 1 else axis} {'is' if total == 1 else 'are'} added: "
+                    f"{before} at the {ends[0]}, {after} at the {ends[1]}"
                     + (f" (the odd one goes to the {ends[1]})." if total % 2 else ".")
                 )
             else:

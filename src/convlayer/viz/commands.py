@@ -1,0 +1,425 @@
+"""The "Learn" commands: ``convlayer explain``, ``convlayer draw`` and ``convlayer show ...``.
+
+``register(subparsers)`` adds them to the CLI (``convlayer.cli`` imports this module).
+These command functions are the only place in ``viz`` that prints: each prints what it
+explains or the paths it wrote. User mistakes raise ValueError / FileNotFoundError with one
+line saying what is wrong; ``cli.main`` prints it and exits with status 1.
+
+Input for ``explain`` and ``draw`` (one of; none means the lesson's example 1):
+
+* ``--example 1|2|3`` - the lesson's worked examples (``explain`` also takes ``all``); any
+  other flag given as well overrides the example's value, e.g. ``--example 3 --padding valid``.
+* ``--input "1 2 3; 4 5 6; 7 8 9"`` - rows separated by ';', numbers by spaces or commas,
+  channels by '|'.
+* ``--size 5x5 [--channels 2] [--seed 0]`` - random integers 0..9.
+* ``--image PATH [--crop X,Y,W,H]`` - a grayscale crop of an image file, as integers 0..255.
+
+The kernel is ``--kernel`` in the same syntax (one matrix per input channel), or random
+integers -1..1 of ``--kernel-size`` (default 3x3).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+INPUT_FLAGS = ("input", "size", "image")
+DEFAULT_KERNEL_SIZE = (3, 3)
+MISTAKES_COUNT = 24
+
+
+def _say(*parts):
+    print(*parts, flush=True)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------- explain and draw: input
+
+
+def _add_input_options(parser, *, examples):
+    from ..functional.conv import PADDING_MODES
+
+    group = parser.add_argument_group("what to convolve (default: the lesson's example 1)")
+    group.add_argument("--example", choices=examples, help="one of the lesson's worked examples: 1) a 3x3 kernel "
+                       "dot product plus bias on a 3x3 input, 2) a 3x3 kernel with stride 2 on 5x5, 3) a 2x2 "
+                       "kernel with stride 2 and 'same' padding on 5x5; other flags override its values")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--input", metavar="MATRIX",
+                        help="numbers: rows separated by ';', values by spaces or commas, channels by '|', "
+                             "e.g. \"1 2 3; 4 5 6; 7 8 9\"")
+    source.add_argument("--size", metavar="RxC", help="a random input of this size (integers 0..9), e.g. 5x5")
+    source.add_argument("--image", metavar="PATH", help="a PNG/JPEG; its grayscale pixels (0..255) are the input")
+    group.add_argument("--crop", metavar="X,Y,W,H", help="with --image: left, top, width, height in pixels")
+    group.add_argument("--channels", type=_positive_int, help="with --size: input channels (default 1)")
+    group.add_argument("--seed", type=_non_negative_int, default=0, help="for random inputs and kernels (default 0)")
+    conv = parser.add_argument_group("the filter and the convolution (default: the example's, else as Conv2D)")
+    conv.add_argument("--kernel", metavar="MATRIX", help="the kernel, same syntax as --input, one matrix per input "
+                                                          "channel separated by '|'")
+    conv.add_argument("--kernel-size", metavar="KxK",
+                      help="size of a random kernel (integers -1..1) when --kernel is not given (default 3x3)")
+    conv.add_argument("--bias", type=_number, help="the filter's bias (default 0)")
+    conv.add_argument("--stride", metavar="S|SV,SH", help="stride, e.g. 2 or 2,1 (default 1)")
+    conv.add_argument("--padding", metavar="P",
+                      help="'valid' (default), 'same', or explicit: N, 'ROWS,COLS' or 'TOP,BOTTOM,LEFT,RIGHT'")
+    conv.add_argument("--dilation", metavar="D|DV,DH", help="dilation rate, e.g. 2 (default 1)")
+    conv.add_argument("--padding-mode", choices=PADDING_MODES, help="what padded cells hold (default zeros)")
+
+
+def traces_from_args(args) -> list[tuple]:
+    """The convolutions the flags describe, as [(trace, title, note)]: several only for ``--example all``."""
+    from .explain import EXAMPLES
+
+    chosen = getattr(args, "example", None)
+    given_input = any(getattr(args, flag, None) is not None for flag in INPUT_FLAGS)
+    if chosen == "all":
+        numbers = sorted(EXAMPLES)
+    elif chosen is not None:
+        numbers = [int(chosen)]
+    elif not given_input:
+        numbers = [1]
+    else:
+        numbers = [None]
+    return [_trace(args, EXAMPLES.get(number)) for number in numbers]
+
+
+def _trace(args, example):
+    from . import explain
+    from .trace import MAX_TRACE_SIZE, trace_convolution
+
+    if args.crop is not None and args.image is None:
+        raise ValueError("--crop goes with --image PATH (the picture to crop).")
+    if args.channels is not None and args.size is None:
+        raise ValueError("--channels goes with --size (for --input, separate the channels with '|').")
+    if args.kernel is not None and args.kernel_size is not None:
+        raise ValueError("pass either --kernel (the numbers) or --kernel-size (a random kernel), not both.")
+    title, note = "", ""
+    if args.input is not None:
+        x = explain.parse_matrix(args.input, "--input")
+    elif args.size is not None:
+        x = explain.random_input(explain.parse_size(args.size, "--size"), args.channels or 1, args.seed)
+    elif args.image is not None:
+        crop = None if args.crop is None else explain.parse_crop(args.crop)
+        x = explain.image_crop(args.image, crop)
+        if max(x.shape[:2]) > MAX_TRACE_SIZE:
+            raise ValueError(f"{args.image} gives a {x.shape[0]}x{x.shape[1]} input, too big to trace (at most "
+                             f"{MAX_TRACE_SIZE} pixels a side); pick a small part with --crop X,Y,W,H, e.g. "
+                             "--crop 10,10,6,6.")
+        where = "" if crop is None else \
+            f", pixels x {crop[0]}..{crop[0] + crop[2] - 1}, y {crop[1]}..{crop[1] + crop[3] - 1}"
+        note = f"Input: {args.image}{where}, grayscale 0 (black) .. 255 (white)."
+    else:
+        x = np.array(example.input, np.float64)[:, :, None]  # (H, W, 1)
+        title, note = example.title, example.note
+    channels = x.shape[2]
+    if args.kernel is not None:
+        kernel = explain.parse_matrix(args.kernel, "--kernel")
+        if kernel.shape[2] != channels:
+            raise ValueError(f"the kernel needs one matrix per input channel: the input has {channels} channel"
+                             f"{'s' if channels > 1 else ''} but --kernel has {kernel.shape[2]}; separate the "
+                             "channels' matrices with '|'.")
+    elif example is not None and args.kernel_size is None and channels == 1:
+        kernel = np.array(example.kernel, np.float64)[:, :, None]  # (kh, kw, 1)
+    else:
+        size = DEFAULT_KERNEL_SIZE if args.kernel_size is None else explain.parse_size(args.kernel_size,
+                                                                                       "--kernel-size")
+        kernel = explain.random_kernel(size, channels, args.seed)
+    defaults = example or explain.Example(0, "", "", (), ())
+    bias = defaults.bias if args.bias is None else args.bias
+    strides = defaults.strides if args.stride is None else explain.parse_pair(args.stride, "--stride")
+    padding = defaults.padding if args.padding is None else explain.parse_padding(args.padding)
+    dilation = (1, 1) if args.dilation is None else explain.parse_pair(args.dilation, "--dilation")
+    trace = trace_convolution(x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
+                              padding_mode=args.padding_mode or "zeros")
+    if example is not None and any(getattr(args, name) is not None for name in
+                                   ("input", "size", "image", "kernel", "kernel_size", "bias", "stride", "padding",
+                                    "dilation", "padding_mode")):
+        title += " (changed by your flags)"
+    return trace, title, note
+
+
+# ---------------------------------------------------------------------------- explain and draw: commands
+
+
+def cmd_explain(args):
+    from .explain import render_trace
+
+    if args.all and args.steps is not None:
+        raise ValueError("pass either --all or --steps N, not both.")
+    texts = []
+    for trace, title, note in traces_from_args(args):
+        max_steps = len(trace.steps) if args.all else args.steps
+        texts.append(render_trace(trace, max_steps=max_steps, title=title, note=note))
+    _say("\n\n".join(texts))
+    if args.example is None and not any(getattr(args, flag) is not None for flag in INPUT_FLAGS):
+        _say("\nMore: convlayer explain --example 2 (stride 2), --example 3 ('same' padding), or your own numbers "
+             "with --input/--kernel (see --help).")
+    return 0
+
+
+def _draw_target(out, fmt, example_number):
+    """(format, output path) from --out and --format; a suffix on --out picks the format."""
+    suffix = Path(out).suffix.lower().lstrip(".") if out else ""
+    if suffix in ("gif", "png", "svg"):
+        if fmt is not None and fmt != suffix:
+            raise ValueError(f"--out {out} ends in .{suffix} but --format is {fmt}; drop one of them.")
+        fmt = suffix
+    fmt = fmt or "gif"
+    if out is None:
+        stem = "convolution" if example_number is None else f"convolution_example{example_number}"
+        out = f"{stem}.gif" if fmt == "gif" else f"{stem}_frames/"
+    elif fmt == "gif" and suffix != "gif":
+        raise ValueError(f"an animation needs a .gif file name, got --out {out}; for single frames pass "
+                         "--format png or svg.")
+    return fmt, out
+
+
+def cmd_draw(args):
+    from . import draw
+
+    (trace, _, _), = traces_from_args(args)
+    example_number = args.example if args.example is not None else (
+        1 if not any(getattr(args, flag) is not None for flag in INPUT_FLAGS) else None)
+    fmt, out = _draw_target(args.out, args.format, example_number)
+    if fmt == "gif":
+        paths = [draw.write_gif(trace, out, fps=args.fps, cell=args.cell)]
+    else:
+        paths = draw.write_frames(trace, out, fmt, cell=args.cell)
+    for path in paths:
+        _say(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------- show
+
+
+def _load_checkpoint(path):
+    from ..checkpoint import load
+
+    return load(path)
+
+
+def _default_out(args, source, suffix: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    source = Path(source)
+    return source.with_name(f"{source.stem}_{suffix}.png")
+
+
+def load_test_data(ck, dataset=None, data_dir=None):
+    """The test split of the checkpoint's dataset (``meta['dataset']`` unless ``dataset`` is given),
+    checked against the model's input size and classes. Tests replace this function."""
+    from .. import datasets
+
+    name = dataset or ck.meta.get("dataset")
+    if not name:
+        raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset.")
+    data = datasets.load(name, data_dir=data_dir)
+    model = ck.model
+    dim = getattr(model, "input_dim", data.input_dim)
+    classes = getattr(model, "output_size", data.num_classes)
+    if (dim, classes) != (data.input_dim, data.num_classes):
+        raise ValueError(f"the checkpoint expects {dim}x{dim} images and {classes} classes but {name} has "
+                         f"{data.input_dim}x{data.input_dim} and {data.num_classes}; pass the dataset it was "
+                         f"trained on (--dataset {ck.meta.get('dataset') or '...'}).")
+    return data
+
+
+def _test_predictions(args):
+    ck = _load_checkpoint(args.checkpoint)
+    data = load_test_data(ck, args.dataset, args.data_dir)
+    x, y = data.x_test, np.asarray(data.y_test)
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    from ..functional.losses import softmax
+
+    probs = softmax(ck.model.predict(x))  # (N, classes)
+    return ck, data, x, y, probs
+
+
+def _class_names(ck, count):
+    names = ck.meta.get("class_names")
+    return list(names) if names and len(names) == count else [str(i) for i in range(count)]
+
+
+def cmd_show_filters(args):
+    from . import figures
+
+    ck = _load_checkpoint(args.checkpoint)
+    layer = figures.conv_layer(ck.model, "conv1")
+    figure = figures.filters_figure(layer.params["kernel"], title=f"{Path(args.checkpoint).name} conv1")
+    _say(figures.save_png(figure, _default_out(args, args.checkpoint, "filters")))
+    return 0
+
+
+def cmd_show_activations(args):
+    from ..preprocess import prepare
+    from . import figures
+
+    ck = _load_checkpoint(args.checkpoint)
+    model = ck.model
+    dim = getattr(model, "input_dim", None) or ck.meta.get("input_dim")
+    if not dim:
+        raise ValueError(f"{args.checkpoint} does not record its input size (meta 'input_dim'); use a checkpoint "
+                         "written by `convlayer train`.")
+    image = prepare(args.image, int(dim))  # (d, d)
+    maps, probs = figures.feature_maps(model, image)
+    top = figures.top_predictions(probs, _class_names(ck, len(probs)), k=3)
+    figure = figures.activations_figure(image, maps, top, title=f"{Path(args.image).name} through "
+                                                                f"{Path(args.checkpoint).name}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
+        f"{Path(args.checkpoint).stem}_activations_{Path(args.image).stem}.png")
+    _say(figures.save_png(figure, out))
+    return 0
+
+
+def cmd_show_curves(args):
+    from ..training import read_log
+    from . import figures
+
+    source = Path(args.run)
+    log = source / "log.csv" if source.is_dir() else source
+    rows = read_log(log)
+    figure = figures.curves_figure(rows, title=f"training curves: {log.parent.name or log.name}")
+    out = Path(args.out) if args.out else log.with_name("curves.png")
+    _say(figures.save_png(figure, out))
+    return 0
+
+
+def cmd_show_confusion(args):
+    from ..training import confusion_matrix
+    from . import figures
+
+    ck, data, _, y, probs = _test_predictions(args)
+    matrix = confusion_matrix(y, probs.argmax(axis=1), probs.shape[1])
+    figure = figures.confusion_figure(matrix, _class_names(ck, probs.shape[1]),
+                                      title=f"{data.name} test set, {Path(args.checkpoint).name}")
+    _say(figures.save_png(figure, _default_out(args, args.checkpoint, "confusion")))
+    return 0
+
+
+def cmd_show_mistakes(args):
+    from . import figures
+
+    ck, data, x, y, probs = _test_predictions(args)
+    index = figures.mistakes(y, probs, args.count)
+    predictions = probs.argmax(axis=1)
+    wrong = int((predictions != y).sum())
+    figure = figures.mistakes_figure(np.asarray(x)[index], y[index], predictions[index],
+                                     probs[index, predictions[index]], _class_names(ck, probs.shape[1]),
+                                     title=f"{data.name}: {wrong} of {len(y)} test images misclassified, "
+                                           f"most confident first")
+    _say(figures.save_png(figure, _default_out(args, args.checkpoint, "mistakes")))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def register(subparsers) -> None:
+    """Add ``explain``, ``draw`` and ``show`` to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "explain", help="a convolution step by step in the terminal (the lesson's examples or your numbers)",
+        description="Trace one filter's convolution: the padding and why, the padded input, each window's "
+                    "element-wise products and their sum plus bias, the output and the output-size formula. "
+                    "With no input flags it explains the lesson's example 1; --example all shows all three.")
+    _add_input_options(p, examples=["1", "2", "3", "all"])
+    verbosity = p.add_argument_group("how much to show")
+    verbosity.add_argument("--steps", type=_non_negative_int, metavar="N",
+                           help="spell out the first N output positions (default: all up to 9, else 4)")
+    verbosity.add_argument("--all", action="store_true", help="spell out every output position")
+    p.set_defaults(func=cmd_explain)
+
+    p = subparsers.add_parser(
+        "draw", help="an animated GIF (or PNG/SVG frames) of the kernel sliding over the input",
+        description="Draw the convolution like the conv_arithmetic animations: blue input, dashed padding, the "
+                    "shaded kernel window, the green output filling in. One frame per output position plus the "
+                    "finished output. Prints the paths written.")
+    _add_input_options(p, examples=["1", "2", "3"])
+    pictures = p.add_argument_group("pictures")
+    pictures.add_argument("--out", metavar="PATH",
+                          help="a .gif file, or for frames a folder (ending in '/') or a file prefix "
+                               "(default: convolution[_exampleN].gif or convolution[_exampleN]_frames/)")
+    pictures.add_argument("--format", choices=["gif", "png", "svg"],
+                          help="gif (default): one animation; png or svg: one file per frame")
+    pictures.add_argument("--fps", type=_positive_float, default=1.5, help="GIF frames per second (default 1.5)")
+    pictures.add_argument("--cell", type=_positive_int, help="cell size in pixels (default: 44, smaller for big "
+                                                             "inputs)")
+    p.set_defaults(func=cmd_draw)
+
+    show = subparsers.add_parser("show", help="pictures of a trained model: filters, activations, curves, "
+                                              "confusion, mistakes",
+                                 description="Each command writes a PNG (next to the checkpoint unless --out) and "
+                                             "prints its path. Needs matplotlib: pip install 'convlayer[viz]'.")
+    kinds = show.add_subparsers(dest="figure", metavar="FIGURE", parser_class=type(show))
+    kinds.required = True
+
+    q = kinds.add_parser("filters", help="conv1's 32 kernels as a grid")
+    q.add_argument("checkpoint")
+    q.add_argument("--out", metavar="PNG", help="default: CHECKPOINT_filters.png next to the checkpoint")
+    q.set_defaults(func=cmd_show_filters)
+
+    q = kinds.add_parser("activations", help="an image after preprocessing, its conv1/conv2 feature maps, top 3")
+    q.add_argument("checkpoint")
+    q.add_argument("image", help="a PNG/JPEG of one digit or object (MNIST-style preprocessing)")
+    q.add_argument("--out", metavar="PNG", help="default: CHECKPOINT_activations_IMAGE.png next to the checkpoint")
+    q.set_defaults(func=cmd_show_activations)
+
+    q = kinds.add_parser("curves", help="loss and accuracy per epoch from a run's log.csv")
+    q.add_argument("run", metavar="RUN_DIR_or_log.csv")
+    q.add_argument("--out", metavar="PNG", help="default: curves.png next to log.csv")
+    q.set_defaults(func=cmd_show_curves)
+
+    for name, func, text in (("confusion", cmd_show_confusion, "confusion matrix on the test set"),
+                             ("mistakes", cmd_show_mistakes, "misclassified test images, most confident first")):
+        q = kinds.add_parser(name, help=text)
+        q.add_argument("checkpoint")
+        q.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
+                       help="default: the dataset the checkpoint was trained on")
+        q.add_argument("--data-dir", help="folder with the dataset's IDX files")
+        q.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N test images")
+        if name == "mistakes":
+            q.add_argument("--count", type=_positive_int, default=MISTAKES_COUNT,
+                           help=f"how many to show (default {MISTAKES_COUNT})")
+        q.add_argument("--out", metavar="PNG", help=f"default: CHECKPOINT_{name}.png next to the checkpoint")
+        q.set_defaults(func=func)
