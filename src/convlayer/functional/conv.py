@@ -74,13 +74,25 @@ def _width_windows(xp: np.ndarray, kw: int, sw: int, dw: int, out_w: int) -> np.
     return view.reshape(n * hp * out_w, kw * c)
 
 
-def _windows(xp: np.ndarray, kernel_hw, strides, dilation, out_hw) -> np.ndarray:
-    """(N, Hp, Wp, C) -> (N*Ho*Wo, kh*kw*C): im2col in (kh, kw, C) order, matching HWIO."""
+def _windows(xp: np.ndarray, kernel_hw, strides, dilation, out_hw, *, ones_column: bool = False) -> np.ndarray:
+    """(N, Hp, Wp, C) -> (N*Ho*Wo, kh*kw*C): im2col in (kh, kw, C) order, matching HWIO.
+
+    With ``ones_column`` the result is (N*Ho*Wo, kh*kw*C + 1), its last column all ones.
+    """
     n, _, _, c = xp.shape
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
     s_n, s_h, s_w, s_c = xp.strides
     view = as_strided(xp, (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
-    return view.reshape(n * ho * wo, kh * kw * c)  # (N*Ho*Wo, kh*kw*C)
+    depth = kh * kw * c
+    if not ones_column:
+        return view.reshape(n * ho * wo, depth)  # (N*Ho*Wo, kh*kw*C)
+    cols = np.empty((n * ho * wo, depth + 1), xp.dtype)  # (N*Ho*Wo, kh*kw*C + 1)
+    cols[:, depth] = 1
+    item = cols.itemsize
+    row = (depth + 1) * item
+    target = as_strided(cols, view.shape, (ho * wo * row, wo * row, row, kw * c * item, c * item, item))
+    np.copyto(target, view)  # (N, Ho, Wo, kh, kw, C) written straight into the first kh*kw*C columns
+    return cols
 
 
 def _col2im_add(dxp: np.ndarray, dcols: np.ndarray, kernel_hw, strides, dilation, out_hw) -> None:
@@ -256,15 +268,24 @@ def conv2d_forward(
         chunk_layouts = []
         for c_sl, f_sl in groups_sl:
             kernel_g = kernel[..., f_sl]
-            layout = _layout(method, xp[..., c_sl], kernel_g.shape, strides, dilation, out_hw)
-            if method == "rows":
-                z = _rows_forward(layout, kernel_g, dilation[0], padded_hw[0], out_hw, xp.shape[0])
+            if method == "im2col" and groups == 1:
+                # One GEMM writes the output in place; a column of ones carries the bias.
+                layout = _windows(xp, kernel.shape[:2], strides, dilation, out_hw, ones_column=bias is not None)
+                weights = kernel.reshape(-1, f_out)  # (kh*kw*C, F)
+                if bias is not None:
+                    weights = np.concatenate([weights, bias[None].astype(x.dtype, copy=False)])  # (K+1, F)
+                np.matmul(layout, weights, out=y[start:start + chunk].reshape(-1, f_out))
+                layout = layout[:, :weights.shape[0] - (bias is not None)]  # (M, K) view for backward
             else:
-                z = (layout @ kernel_g.reshape(-1, kernel_g.shape[-1])).reshape(xp.shape[0], *out_hw, -1)
-            if groups == 1:
-                np.add(z, bias if bias is not None else 0, out=y[start:start + chunk])
-            else:
-                y[start:start + chunk, ..., f_sl] = z + (bias[f_sl] if bias is not None else 0)
+                layout = _layout(method, xp[..., c_sl], kernel_g.shape, strides, dilation, out_hw)
+                if method == "rows":
+                    z = _rows_forward(layout, kernel_g, dilation[0], padded_hw[0], out_hw, xp.shape[0])
+                else:
+                    z = (layout @ kernel_g.reshape(-1, kernel_g.shape[-1])).reshape(xp.shape[0], *out_hw, -1)
+                if groups == 1:
+                    np.add(z, bias if bias is not None else 0, out=y[start:start + chunk])
+                else:
+                    y[start:start + chunk, ..., f_sl] = z + (bias[f_sl] if bias is not None else 0)
             if store:
                 chunk_layouts.append(layout)
         if store:

@@ -21,7 +21,7 @@ class PoolCache:
     strides: tuple[int, int]
     padding: Padding2D
     out_hw: tuple[int, int]
-    argmax: np.ndarray | None  # (N, Ho, Wo, C) uint8 index of the winning tap (max pooling)
+    winners: tuple | None  # max pooling: (padded input, output) to find each window's winner
     counts: np.ndarray | None  # (Ho, Wo, 1) real pixels per window (average pooling)
 
 
@@ -63,29 +63,45 @@ def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)),
     """
     out_hw = _geometry(x.shape, pool, strides, padding)
     xp = _pad(x, padding, -np.inf)
-    y = None
-    argmax = None
-    for k, (_, _, tap) in enumerate(_taps(xp, pool, strides, out_hw)):
-        if y is None:
-            y = tap.copy()
-            argmax = np.zeros(y.shape, np.uint8) if keep_cache else None
-            continue
-        better = tap > y  # strict: ties keep the earlier tap
-        np.copyto(y, tap, where=better)
-        if keep_cache:
-            argmax[better] = k
-    cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, argmax, None) if keep_cache else None
+    taps = _taps(xp, pool, strides, out_hw)
+    _, _, first = next(taps)
+    y = first.copy()
+    for _, _, tap in taps:
+        np.maximum(y, tap, out=y)
+    # Backward finds the winners again from (xp, y): no argmax pass when only predicting.
+    cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, (xp, y), None) if keep_cache else None
     return y, cache
 
 
 def max_pool2d_backward(dy, cache: PoolCache):
-    """Gradient of ``max_pool2d_forward``: dy (N, Ho, Wo, C) -> dx (N, H, W, C)."""
+    """Gradient of ``max_pool2d_forward``: dy (N, Ho, Wo, C) -> dx (N, H, W, C).
+
+    Each window's gradient goes to its first maximum in row-major order.
+    """
     n, height, width, c = cache.x_shape
     (top, bottom), (left, right) = cache.padding
-    dxp = np.zeros((n, height + top + bottom, width + left + right, c), dy.dtype)
-    for k, (_, _, tap) in enumerate(_taps(dxp, cache.pool, cache.strides, cache.out_hw)):
-        tap += np.where(cache.argmax == k, dy, 0)  # tap is a view into dxp; overlapping windows accumulate
+    xp, y = cache.winners
+    disjoint = cache.strides[0] >= cache.pool[0] and cache.strides[1] >= cache.pool[1]
+    dxp = (np.empty if disjoint and _covers(xp.shape, cache) else np.zeros)(
+        (n, height + top + bottom, width + left + right, c), dy.dtype)
+    unclaimed = np.ones(y.shape, bool)  # windows whose gradient is not routed yet
+    hit = np.empty(y.shape, bool)
+    for (_, _, x_tap), (_, _, dx_tap) in zip(_taps(xp, cache.pool, cache.strides, cache.out_hw),
+                                            _taps(dxp, cache.pool, cache.strides, cache.out_hw)):
+        np.equal(x_tap, y, out=hit)
+        hit &= unclaimed
+        unclaimed &= ~hit
+        if disjoint:
+            np.multiply(dy, hit, out=dx_tap)  # windows do not overlap: plain writes
+        else:
+            dx_tap += dy * hit  # overlapping windows accumulate
     return dxp[:, top:top + height, left:left + width]
+
+
+def _covers(padded_shape, cache) -> bool:
+    """True when the windows tile every padded pixel (so no pixel is left unwritten)."""
+    (ph, pw), (sh, sw), (ho, wo) = cache.pool, cache.strides, cache.out_hw
+    return sh == ph and sw == pw and ho * sh == padded_shape[1] and wo * sw == padded_shape[2]
 
 
 def avg_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), *, keep_cache=True):
