@@ -357,11 +357,3 @@ def test_gradients_before_backward():
 # ---------------------------------------------------------------------------- functional API
 
 
-def test_functional_method_names_are_checked(rng):
-    from convlayer.functional.conv import conv2d_forward
-    x = rng.standard_normal((1, 6, 6, 2)).astype(np.float32)
-    kernel = rng.standard_normal((3, 3, 2, 2)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"method must be one of 'rows', 'im2col' or None, got 'gemm'\."):
-        conv2d_forward(x, kernel, method="gemm")
-    with pytest.raises(ValueError, match=r"method='rows' needs a vertical stride of 1, got strides=\(2, 2\)"):
-        conv2d_forward(x, kernel, strides=(2, 2), method="rows")

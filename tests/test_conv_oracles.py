@@ -342,47 +342,45 @@ METHOD_CASES = [GRID[1], GRID[5], GRID[11], GRID[15], GRID[16], GRID[19], GRID[2
 
 
 @pytest.mark.parametrize("case", METHOD_CASES, ids=_ids(METHOD_CASES))
-def test_methods_and_chunking_agree(case, rng, monkeypatch):
+def test_block_sizes_agree(case, rng):
+    """Whole batch, one image per block, and one output row per block (row bands) all agree."""
     case = replace(case, batch=3)
     x = rng.standard_normal((case.batch, *case.hw, case.channels)).astype(np.float32)
     kernel, bias = make_weights(case, rng)
     pads = case.layer().padding_amounts(x.shape)
     geometry = dict(strides=case.strides, padding=pads, dilation=case.dilation, groups=case.groups,
                     padding_mode=case.padding_mode)
-    methods = ["rows", "im2col"] if case.strides[0] == 1 else ["im2col"]
     y0, _ = conv2d_forward(x, kernel, bias, **geometry, keep_cache=False)
     dy = rng.standard_normal(y0.shape).astype(np.float32)
     expected = torch_conv_nhwc(x, kernel, bias, dy, strides=case.strides, pads=pads, dilation=case.dilation,
                                groups=case.groups, padding_mode=case.padding_mode)
+    per_image = y0.shape[1] * y0.shape[2] * (kernel[..., :1].size + 1) * 4
     results = {}
-    for method in methods:
-        for max_chunk_bytes in (None, 1):  # 1 byte: one image per chunk
-            for cache_layouts in (True, False):  # False: backward recomputes the layouts
-                monkeypatch.setattr(conv_mod, "MAX_CACHE_BYTES", 256 << 20 if cache_layouts else 0)
-                y, cache = conv2d_forward(x, kernel, bias, **geometry, method=method, max_chunk_bytes=max_chunk_bytes)
-                assert cache.method == method
-                assert (cache.layouts is not None) == cache_layouts
-                if max_chunk_bytes == 1:
-                    assert cache.chunk == 1
-                dx, dkernel, dbias = conv2d_backward(dy, cache)
-                label = f"{case} method={method} max_chunk_bytes={max_chunk_bytes} cached={cache_layouts}"
-                assert_all_close((y, dx, dkernel, dbias), expected, label)
-                _, dkernel_only, _ = conv2d_backward(dy, cache, need_dx=False)
-                np.testing.assert_array_equal(dkernel_only, dkernel)
-                results[label] = (y, dx, dkernel)
+    for max_chunk_bytes in (None, per_image, 1):  # 1 byte: one output row per block
+        y, cache = conv2d_forward(x, kernel, bias, **geometry, max_chunk_bytes=max_chunk_bytes)
+        blocks = list(conv_mod._blocks(x.shape[0], y.shape[1], per_image // y.shape[1], cache.max_chunk_bytes))
+        if max_chunk_bytes == 1:
+            assert len(blocks) == x.shape[0] * y.shape[1]
+        dx, dkernel, dbias = conv2d_backward(dy, cache)
+        label = f"{case} max_chunk_bytes={max_chunk_bytes}"
+        assert_all_close((y, dx, dkernel, dbias), expected, label)
+        _, dkernel_only, _ = conv2d_backward(dy, cache, need_dx=False)
+        np.testing.assert_array_equal(dkernel_only, dkernel)
+        results[label] = (y, dx, dkernel)
     first = next(iter(results.values()))
     for label, values in results.items():  # and with each other, tighter than with the oracle
         for a, b in zip(values, first):
             assert_close(a, b, 1e-6, label)
 
 
-def test_rows_method_refuses_vertical_stride(rng):
-    x = rng.standard_normal((1, 6, 6, 2)).astype(np.float32)
-    kernel = rng.standard_normal((3, 3, 2, 2)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"method='rows' needs a vertical stride of 1"):
-        conv2d_forward(x, kernel, strides=(2, 1), method="rows")
-    with pytest.raises(ValueError, match=r"method must be one of 'rows', 'im2col'"):
-        conv2d_forward(x, kernel, method="fft")
+def test_epilogue_runs_on_every_output_block(rng):
+    x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    plain, _ = conv2d_forward(x, kernel, keep_cache=False)
+    for max_chunk_bytes in (None, 1):
+        fused, _ = conv2d_forward(x, kernel, keep_cache=False, max_chunk_bytes=max_chunk_bytes,
+                                  epilogue=lambda block: np.maximum(block, 0, out=block))
+        np.testing.assert_array_equal(fused, np.maximum(plain, 0))
 
 
 # ---------------------------------------------------------------------------- hypothesis

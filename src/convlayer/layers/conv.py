@@ -204,12 +204,16 @@ class Conv2D(Layer):
         self._check_shape(x.shape)
         x_nhwc, batch_shape = self._to_nhwc(x)
         pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
+        act = self.activation
+        # Element-wise in-place activations (ReLU...) run on each output block while it is in cache.
+        fuse = act.in_place and not act.needs_input and act.name not in ("linear", "softmax")
+        epilogue = (lambda block: act.forward(block, out=block)) if fuse else None
         z, conv_cache = conv2d_forward(
             x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,
-            groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache,
+            groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache, epilogue=epilogue,
         )  # (N, Ho, Wo, F)
-        pre_activation = z.copy() if keep_cache and self.activation.needs_input else None
-        y = self._as_output_axes(act_mod.apply(self.activation, self._as_output_axes(z), in_place=True))
+        pre_activation = z.copy() if keep_cache and act.needs_input else None
+        y = z if fuse else self._as_output_axes(act_mod.apply(act, self._as_output_axes(z), in_place=True))
         self._cache = (conv_cache, pre_activation, y, batch_shape) if keep_cache else None
         return self._from_nhwc(y, batch_shape)
 
