@@ -44,6 +44,16 @@ class Optimizer:
     def _update(self, key, param, grad):
         raise NotImplementedError
 
+    def _scratch(self, like):
+        """A reusable work buffer of ``like``'s shape and dtype (not part of the state)."""
+        scratch = getattr(self, "_scratch_buffers", None)
+        if scratch is None:
+            scratch = self._scratch_buffers = {}
+        buf = scratch.get((like.shape, like.dtype.str))
+        if buf is None:
+            buf = scratch[(like.shape, like.dtype.str)] = np.empty_like(like)
+        return buf
+
     def get_config(self) -> dict:
         return {"name": self.name, "learning_rate": self.learning_rate}
 
@@ -111,14 +121,20 @@ class Adam(Optimizer):
         lr_t = self.learning_rate * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
         m = self._slot(key, "m", param)
         v = self._slot(key, "v", param)
+        tmp = self._scratch(param)
         f = param.dtype.type
-        m += (grad - m) * f(1 - self.beta_1)  # m = b1 m + (1 - b1) g
-        v += (grad * grad - v) * f(1 - self.beta_2)  # v = b2 v + (1 - b2) g^2
-        denom = np.sqrt(v)
-        denom += f(self.epsilon)
-        step = m / denom
-        step *= f(lr_t)
-        param -= step
+        np.subtract(grad, m, out=tmp)
+        tmp *= f(1 - self.beta_1)
+        m += tmp  # m = b1 m + (1 - b1) g
+        np.multiply(grad, grad, out=tmp)
+        tmp -= v
+        tmp *= f(1 - self.beta_2)
+        v += tmp  # v = b2 v + (1 - b2) g^2
+        np.sqrt(v, out=tmp)
+        tmp += f(self.epsilon)
+        np.divide(m, tmp, out=tmp)
+        tmp *= f(lr_t)
+        param -= tmp  # w -= lr_t m / (sqrt(v) + eps), without temporaries
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

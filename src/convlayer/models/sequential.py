@@ -193,15 +193,19 @@ class Sequential:
             logs["seconds"] = time.perf_counter() - start_time
             logs["learning_rate"] = self.optimizer.learning_rate
             if validation_data is not None and len(validation_data[0]):
-                val = self.evaluate(*validation_data, batch_size=max(batch_size, 500))
+                val = self.evaluate(*validation_data)
                 logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
             history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs, self)
         return history
 
-    def predict(self, x, *, batch_size: int = 1000) -> np.ndarray:
-        """Logits for every sample, in chunks, keeping no caches (bounded memory)."""
+    def predict(self, x, *, batch_size: int = 128) -> np.ndarray:
+        """Logits for every sample, ``batch_size`` at a time, keeping no caches.
+
+        Memory stays bounded for any number of samples; the default of 128 keeps each
+        layer's activations small enough to stay in the CPU cache between layers.
+        """
         x = self.prepare_input(x)
         batch_size = _check_batch_size(batch_size, f"{self.name}.predict")
         outputs = [self(x[i:i + batch_size], training=False, keep_cache=False) for i in range(0, len(x), batch_size)]
@@ -209,7 +213,7 @@ class Sequential:
             return np.zeros((0, *self.output_shapes((0, *x.shape[1:]))[-1][1:]), np.float32)
         return np.concatenate(outputs)
 
-    def evaluate(self, x, y, *, batch_size: int = 1000) -> dict:
+    def evaluate(self, x, y, *, batch_size: int = 128) -> dict:
         """{'loss': mean cross-entropy, 'accuracy': fraction correct}."""
         x, y = _check_xy(self.prepare_input(x), y, f"{self.name}.evaluate")
         logits = self.predict(x, batch_size=batch_size)
