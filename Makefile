@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EPOCHS ?= 12
+EPOCHS ?= 15
 ARGS   ?=
 
 .PHONY: train test setup setup-test bench figures clean

@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="auto", choices=["auto", "mnist", "fashion-mnist", "digits"],
                    help="auto: MNIST if its files are here or downloadable, else Fashion-MNIST (default: auto)")
     p.add_argument("--data-dir", help="folder with the dataset's IDX files (or set CONVLAYER_DATA_DIR)")
-    p.add_argument("--epochs", type=_positive_int, default=12, help="total epochs (default: 12)")
+    p.add_argument("--epochs", type=_positive_int, default=15, help="total epochs (default: 15)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default: adam")
     p.add_argument("--learning-rate", type=_positive_float, default=None, help="default: 1e-3 (adam), 0.05 (sgd)")
