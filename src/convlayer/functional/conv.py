@@ -223,15 +223,19 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
     depth = kh * kw * c_group
     dy = np.ascontiguousarray(dy, dtype=xp.dtype)
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
-    dweights = np.zeros((groups, depth, f_out // groups), xp.dtype)  # (G, K, Fg)
-    step = np.empty((depth, f_out // groups), xp.dtype)
+    has_bias = cache.has_bias
+    # With a ones column in cols, one GEMM gives dkernel and (last row) dbias together.
+    dweights = np.zeros((groups, depth + has_bias, f_out // groups), xp.dtype)  # (G, K [+ 1], Fg)
+    step = np.empty((depth + has_bias, f_out // groups), xp.dtype)
     dxp = np.zeros(xp.shape, xp.dtype) if need_dx else None
     row_bytes = out_hw[1] * (depth + 1) * xp.itemsize
     buf = dbuf = None
     for n0, n1, h0, h1 in _blocks(n, out_hw[0], row_bytes, cache.max_chunk_bytes):
         rows = (n1 - n0) * (h1 - h0) * out_hw[1]
         if buf is None or buf.shape[0] < rows:
-            buf = np.empty((rows, depth), xp.dtype)
+            buf = np.empty((rows, depth + has_bias), xp.dtype)
+            if has_bias:
+                buf[:, depth] = 1
             dbuf = np.empty((rows, depth), xp.dtype) if need_dx else None
         xp_block = xp[n0:n1, h0 * cache.strides[0]:]
         dy_block = dy[n0:n1, h0:h1]  # (n, rows, Wo, F)
@@ -245,7 +249,7 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
                 dcols = np.matmul(dz, kernel_t[g], out=dbuf[:rows])  # (rows, kh*kw*Cg)
                 _col2im_add(dxp[n0:n1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
                             cache.dilation, (h1 - h0, out_hw[1]))
-    dkernel = dweights.transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
-    dbias = dy.sum(axis=(0, 1, 2)) if cache.has_bias else None
+    dkernel = dweights[:, :depth].transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
+    dbias = dweights[:, depth].reshape(f_out) if has_bias else None
     dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
     return dx, dkernel, dbias

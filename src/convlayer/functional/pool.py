@@ -84,13 +84,20 @@ def max_pool2d_backward(dy, cache: PoolCache):
     disjoint = cache.strides[0] >= cache.pool[0] and cache.strides[1] >= cache.pool[1]
     dxp = (np.empty if disjoint and _covers(xp.shape, cache) else np.zeros)(
         (n, height + top + bottom, width + left + right, c), dy.dtype)
-    unclaimed = np.ones(y.shape, bool)  # windows whose gradient is not routed yet
+    unclaimed = None  # windows whose gradient is not routed yet (None: all of them)
     hit = np.empty(y.shape, bool)
-    for (_, _, x_tap), (_, _, dx_tap) in zip(_taps(xp, cache.pool, cache.strides, cache.out_hw),
-                                            _taps(dxp, cache.pool, cache.strides, cache.out_hw)):
-        np.equal(x_tap, y, out=hit)
-        hit &= unclaimed
-        unclaimed &= ~hit
+    taps = list(zip(_taps(xp, cache.pool, cache.strides, cache.out_hw),
+                    _taps(dxp, cache.pool, cache.strides, cache.out_hw)))
+    for k, ((_, _, x_tap), (_, _, dx_tap)) in enumerate(taps):
+        if unclaimed is None:
+            np.equal(x_tap, y, out=hit)
+            unclaimed = ~hit
+        elif k == len(taps) - 1:
+            hit = unclaimed  # the last tap wins every window no earlier tap claimed
+        else:
+            np.equal(x_tap, y, out=hit)
+            hit &= unclaimed
+            unclaimed ^= hit
         if disjoint:
             np.multiply(dy, hit, out=dx_tap)  # windows do not overlap: plain writes
         else:
