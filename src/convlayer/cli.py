@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import json
 import os
 import sys
@@ -28,44 +29,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def arg_type(convert, accept, expected: str):
+    """An argparse ``type=``: ``convert`` the text, then check ``accept(value)``; one-line errors."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = expected.replace(" ", "_")  # argparse names the type in some messages
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int = arg_type(int, lambda v: v > 0, "a positive integer")
+non_negative_int = arg_type(int, lambda v: v >= 0, "a non-negative integer")
+fraction = arg_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+positive_float = arg_type(float, lambda v: 0 < v < math.inf, "a positive number")
+finite_float = arg_type(float, math.isfinite, "a finite number")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -260,18 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="auto", choices=["auto", "mnist", "fashion-mnist", "digits"],
                    help="auto: MNIST if its files are here or downloadable, else Fashion-MNIST (default: auto)")
     p.add_argument("--data-dir", help="folder with the dataset's IDX files (or set CONVLAYER_DATA_DIR)")
-    p.add_argument("--epochs", type=_positive_int, default=15, help="total epochs (default: 15)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128")
+    p.add_argument("--epochs", type=positive_int, default=15, help="total epochs (default: 15)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default: adam")
-    p.add_argument("--learning-rate", type=_positive_float, default=None, help="default: 1e-3 (adam), 0.05 (sgd)")
-    p.add_argument("--momentum", type=_fraction, default=0.9, help="SGD momentum (default: 0.9)")
+    p.add_argument("--learning-rate", type=positive_float, default=None, help="default: 1e-3 (adam), 0.05 (sgd)")
+    p.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (default: 0.9)")
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning-rate schedule over all steps (default: cosine)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="initialization, shuffling, dropout (default: 0)")
-    p.add_argument("--validation-split", type=_fraction, default=1 / 12,
+    p.add_argument("--seed", type=non_negative_int, default=0, help="initialization, shuffling, dropout (default: 0)")
+    p.add_argument("--validation-split", type=fraction, default=1 / 12,
                    help="fraction of training images held out to pick the best epoch (default: 1/12)")
     p.add_argument("--output-dir", help="run folder for checkpoints and log.csv (default: runs/<dataset>)")
-    p.add_argument("--limit", type=_positive_int, help="train on the first N images only (quick runs)")
+    p.add_argument("--limit", type=positive_int, help="train on the first N images only (quick runs)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.npz, with its optimizer state")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -291,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
     p.add_argument("checkpoint", nargs="?", help="a checkpoint (default: a fresh model)")
-    p.add_argument("--input-dim", type=_positive_int, default=28)
-    p.add_argument("--output-size", type=_positive_int, default=10)
+    p.add_argument("--input-dim", type=positive_int, default=28)
+    p.add_argument("--output-size", type=positive_int, default=10)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("datasets", help="which datasets are available here, and from where")

@@ -14,7 +14,9 @@ from collections import defaultdict
 import numpy as np
 
 from .. import constraints as constraints_mod
+from .. import initializers as initializers_mod
 from .. import regularizers as regularizers_mod
+from ..functional import activations as act_mod
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
 _FLOAT_DTYPES = ("float32", "float64")
@@ -235,5 +237,53 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
 
 
-def serialize_constraint(c):
-    return constraints_mod.serialize(c)
+class KernelLayer(Layer):
+    """A layer with a kernel, an optional bias and an activation (Dense, Conv2D).
+
+    Holds the arguments they share (Keras names and defaults) and their (de)serialization.
+    """
+
+    def _set_kernel_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                         bias_regularizer, kernel_constraint, bias_constraint) -> None:
+        who = self.describe()
+        self.activation = act_mod.get(activation, owner=who)
+        if not isinstance(use_bias, bool):
+            raise TypeError(f"{who}: use_bias must be True or False, got {use_bias!r}.")
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers_mod.get(kernel_initializer, owner=who, what="kernel_initializer")
+        self.bias_initializer = initializers_mod.get(bias_initializer, owner=who, what="bias_initializer")
+        self.kernel_regularizer = regularizers_mod.get(kernel_regularizer, owner=who, what="kernel_regularizer")
+        self.bias_regularizer = regularizers_mod.get(bias_regularizer, owner=who, what="bias_regularizer")
+        self.kernel_constraint = constraints_mod.get(kernel_constraint, owner=who, what="kernel_constraint")
+        self.bias_constraint = constraints_mod.get(bias_constraint, owner=who, what="bias_constraint")
+
+    def _add_kernel_and_bias(self, kernel_shape, units) -> None:
+        self.add_weight("kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer,
+                        self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("bias", (units,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            activation=self.activation.name,
+            use_bias=self.use_bias,
+            kernel_initializer=initializers_mod.serialize(self.kernel_initializer),
+            bias_initializer=initializers_mod.serialize(self.bias_initializer),
+            kernel_regularizer=regularizers_mod.serialize(self.kernel_regularizer),
+            bias_regularizer=regularizers_mod.serialize(self.bias_regularizer),
+            kernel_constraint=constraints_mod.serialize(self.kernel_constraint),
+            bias_constraint=constraints_mod.serialize(self.bias_constraint),
+            seed=self.seed if isinstance(self.seed, int) else None,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        for key in ("kernel_initializer", "bias_initializer"):
+            if config.get(key) is not None:
+                config[key] = initializers_mod.deserialize(config[key])
+            else:
+                config.pop(key, None)
+        return cls(**config)

@@ -6,17 +6,14 @@ import math
 
 import numpy as np
 
-from .. import constraints as constraints_mod
-from .. import initializers as initializers_mod
-from .. import regularizers as regularizers_mod
 from ..functional import activations as act_mod
 from ..functional.conv import PADDING_MODES, conv2d_backward, conv2d_forward
 from ..functional.shapes import (DATA_FORMATS, conv_output_spatial, effective_kernel_size, normalize_padding,
                                  normalize_tuple, resolve_padding)
-from .base import Layer
+from .base import KernelLayer
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution layer with exactly ``tf.keras.layers.Conv2D``'s semantics.
 
     Input: ``batch_shape + (rows, cols, channels)`` (channels_last) or
@@ -66,16 +63,8 @@ class Conv2D(Layer):
             raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={groups}; "
                              f"choose groups among the divisors of {self.filters}.")
         self.groups = int(groups)
-        self.activation = act_mod.get(activation, owner=who)
-        if not isinstance(use_bias, bool):
-            raise TypeError(f"{who}: use_bias must be True or False, got {use_bias!r}.")
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers_mod.get(kernel_initializer, owner=who, what="kernel_initializer")
-        self.bias_initializer = initializers_mod.get(bias_initializer, owner=who, what="bias_initializer")
-        self.kernel_regularizer = regularizers_mod.get(kernel_regularizer, owner=who, what="kernel_regularizer")
-        self.bias_regularizer = regularizers_mod.get(bias_regularizer, owner=who, what="bias_regularizer")
-        self.kernel_constraint = constraints_mod.get(kernel_constraint, owner=who, what="kernel_constraint")
-        self.bias_constraint = constraints_mod.get(bias_constraint, owner=who, what="bias_constraint")
+        self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                              bias_regularizer, kernel_constraint, bias_constraint)
         self.input_channels: int | None = None
 
     # ------------------------------------------------------------------ geometry
@@ -165,12 +154,8 @@ class Conv2D(Layer):
             raise ValueError(f"{self.describe()}: input channels ({channels}) must be divisible by "
                              f"groups={self.groups}.")
         self.input_channels = int(channels)
-        kernel_shape = (*self.kernel_size, self.input_channels // self.groups, self.filters)
-        self.add_weight("kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer,
-                        self.kernel_constraint)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer,
-                            self.bias_constraint)
+        self._add_kernel_and_bias((*self.kernel_size, self.input_channels // self.groups, self.filters),
+                                  self.filters)
         self.built = True
 
     @property
@@ -246,24 +231,5 @@ class Conv2D(Layer):
             data_format=self.data_format,
             dilation_rate=list(self.dilation_rate),
             groups=self.groups,
-            activation=self.activation.name,
-            use_bias=self.use_bias,
-            kernel_initializer=initializers_mod.serialize(self.kernel_initializer),
-            bias_initializer=initializers_mod.serialize(self.bias_initializer),
-            kernel_regularizer=regularizers_mod.serialize(self.kernel_regularizer),
-            bias_regularizer=regularizers_mod.serialize(self.bias_regularizer),
-            kernel_constraint=constraints_mod.serialize(self.kernel_constraint),
-            bias_constraint=constraints_mod.serialize(self.bias_constraint),
-            seed=self.seed if isinstance(self.seed, int) else None,
         )
         return config
-
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer"):
-            if config.get(key) is not None:
-                config[key] = initializers_mod.deserialize(config[key])
-            else:
-                config.pop(key, None)
-        return cls(**config)

@@ -6,15 +6,12 @@ import math
 
 import numpy as np
 
-from .. import constraints as constraints_mod
-from .. import initializers as initializers_mod
-from .. import regularizers as regularizers_mod
 from ..functional import activations as act_mod
 from ..functional.dense import dense_backward, dense_forward
-from .base import Layer
+from .base import KernelLayer, Layer
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """``activation(x @ kernel + bias)`` over the last axis; kernel (in, units) as in Keras."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -27,14 +24,8 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{who}: units must be a positive int, got units={units!r}.")
         self.units = int(units)
-        self.activation = act_mod.get(activation, owner=who)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers_mod.get(kernel_initializer, owner=who, what="kernel_initializer")
-        self.bias_initializer = initializers_mod.get(bias_initializer, owner=who, what="bias_initializer")
-        self.kernel_regularizer = regularizers_mod.get(kernel_regularizer, owner=who, what="kernel_regularizer")
-        self.bias_regularizer = regularizers_mod.get(bias_regularizer, owner=who, what="bias_regularizer")
-        self.kernel_constraint = constraints_mod.get(kernel_constraint, owner=who, what="kernel_constraint")
-        self.bias_constraint = constraints_mod.get(bias_constraint, owner=who, what="bias_constraint")
+        self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                              bias_regularizer, kernel_constraint, bias_constraint)
         self.input_units: int | None = None
 
     def _check_shape(self, shape):
@@ -52,11 +43,7 @@ class Dense(Layer):
     def build(self, input_shape):
         self._check_shape(tuple(input_shape))
         self.input_units = int(input_shape[-1])
-        self.add_weight("kernel", (self.input_units, self.units), self.kernel_initializer, self.kernel_regularizer,
-                        self.kernel_constraint)
-        if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer,
-                            self.bias_constraint)
+        self._add_kernel_and_bias((self.input_units, self.units), self.units)
 
     def forward(self, x, *, training=False, keep_cache=True):
         self._check_shape(x.shape)
@@ -78,27 +65,8 @@ class Dense(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            units=self.units, activation=self.activation.name, use_bias=self.use_bias,
-            kernel_initializer=initializers_mod.serialize(self.kernel_initializer),
-            bias_initializer=initializers_mod.serialize(self.bias_initializer),
-            kernel_regularizer=regularizers_mod.serialize(self.kernel_regularizer),
-            bias_regularizer=regularizers_mod.serialize(self.bias_regularizer),
-            kernel_constraint=constraints_mod.serialize(self.kernel_constraint),
-            bias_constraint=constraints_mod.serialize(self.bias_constraint),
-            seed=self.seed if isinstance(self.seed, int) else None,
-        )
+        config.update(units=self.units)
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer"):
-            if config.get(key) is not None:
-                config[key] = initializers_mod.deserialize(config[key])
-            else:
-                config.pop(key, None)
-        return cls(**config)
 
 
 class Dropout(Layer):

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import finite_float, non_negative_int, positive_float, positive_int
+
 INPUT_FLAGS = ("input", "size", "image")
 DEFAULT_KERNEL_SIZE = (3, 3)
 MISTAKES_COUNT = 24
@@ -32,46 +34,6 @@ MISTAKES_COUNT = 24
 
 def _say(*parts):
     print(*parts, flush=True)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _number(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------- explain and draw: input
@@ -91,14 +53,14 @@ def _add_input_options(parser, *, examples):
     source.add_argument("--size", metavar="RxC", help="a random input of this size (integers 0..9), e.g. 5x5")
     source.add_argument("--image", metavar="PATH", help="a PNG/JPEG; its grayscale pixels (0..255) are the input")
     group.add_argument("--crop", metavar="X,Y,W,H", help="with --image: left, top, width, height in pixels")
-    group.add_argument("--channels", type=_positive_int, help="with --size: input channels (default 1)")
-    group.add_argument("--seed", type=_non_negative_int, default=0, help="for random inputs and kernels (default 0)")
+    group.add_argument("--channels", type=positive_int, help="with --size: input channels (default 1)")
+    group.add_argument("--seed", type=non_negative_int, default=0, help="for random inputs and kernels (default 0)")
     conv = parser.add_argument_group("the filter and the convolution (default: the example's, else as Conv2D)")
     conv.add_argument("--kernel", metavar="MATRIX", help="the kernel, same syntax as --input, one matrix per input "
                                                           "channel separated by '|'")
     conv.add_argument("--kernel-size", metavar="KxK",
                       help="size of a random kernel (integers -1..1) when --kernel is not given (default 3x3)")
-    conv.add_argument("--bias", type=_number, help="the filter's bias (default 0)")
+    conv.add_argument("--bias", type=finite_float, help="the filter's bias (default 0)")
     conv.add_argument("--stride", metavar="S|SV,SH", help="stride, e.g. 2 or 2,1 (default 1)")
     conv.add_argument("--padding", metavar="P",
                       help="'valid' (default), 'same', or explicit: N, 'ROWS,COLS' or 'TOP,BOTTOM,LEFT,RIGHT'")
@@ -365,7 +327,7 @@ def register(subparsers) -> None:
                     "With no input flags it explains the lesson's example 1; --example all shows all three.")
     _add_input_options(p, examples=["1", "2", "3", "all"])
     verbosity = p.add_argument_group("how much to show")
-    verbosity.add_argument("--steps", type=_non_negative_int, metavar="N",
+    verbosity.add_argument("--steps", type=non_negative_int, metavar="N",
                            help="spell out the first N output positions (default: all up to 9, else 4)")
     verbosity.add_argument("--all", action="store_true", help="spell out every output position")
     p.set_defaults(func=cmd_explain)
@@ -382,8 +344,8 @@ def register(subparsers) -> None:
                                "(default: convolution[_exampleN].gif or convolution[_exampleN]_frames/)")
     pictures.add_argument("--format", choices=["gif", "png", "svg"],
                           help="gif (default): one animation; png or svg: one file per frame")
-    pictures.add_argument("--fps", type=_positive_float, default=1.5, help="GIF frames per second (default 1.5)")
-    pictures.add_argument("--cell", type=_positive_int, help="cell size in pixels (default: 44, smaller for big "
+    pictures.add_argument("--fps", type=positive_float, default=1.5, help="GIF frames per second (default 1.5)")
+    pictures.add_argument("--cell", type=positive_int, help="cell size in pixels (default: 44, smaller for big "
                                                              "inputs)")
     p.set_defaults(func=cmd_draw)
 
@@ -417,9 +379,9 @@ def register(subparsers) -> None:
         q.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
                        help="default: the dataset the checkpoint was trained on")
         q.add_argument("--data-dir", help="folder with the dataset's IDX files")
-        q.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N test images")
+        q.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N test images")
         if name == "mistakes":
-            q.add_argument("--count", type=_positive_int, default=MISTAKES_COUNT,
+            q.add_argument("--count", type=positive_int, default=MISTAKES_COUNT,
                            help=f"how many to show (default {MISTAKES_COUNT})")
         q.add_argument("--out", metavar="PNG", help=f"default: CHECKPOINT_{name}.png next to the checkpoint")
         q.set_defaults(func=func)
