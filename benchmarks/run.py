@@ -43,14 +43,23 @@ def conv_flops(batch, h, w, c, f, k, s):
     return 2 * batch * ho * wo * f * k * k * c
 
 
+SETTLE_S = 0.25  # idle time between frameworks: their worker threads spin-wait after each call
+
+
 def interleaved(funcs: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median seconds of each callable, running them round-robin."""
+    """Median seconds of each callable, running them round-robin.
+
+    OpenMP (PyTorch, oneDNN) and OpenBLAS worker threads keep spinning for a while after a
+    call returns; a short pause before each timing keeps one framework's spinning threads
+    from stealing the cores of the next.
+    """
     for f in funcs.values():
         for _ in range(warmup):
             f()
     times = {name: [] for name in funcs}
     for _ in range(repeats):
         for name, f in funcs.items():
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - start)
