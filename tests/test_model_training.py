@@ -234,3 +234,28 @@ def test_sequential_fit_learns_and_reports_history(rng):
         model.fit(data.x_train[..., None], data.y_train, batch_size=0)
     with pytest.raises(ValueError, match="same N"):
         model.fit(data.x_train[..., None], data.y_train[:3])
+
+
+def test_memory_stays_bounded_for_large_batches():
+    import tracemalloc
+
+    from convlayer.functional.conv import conv2d_forward
+
+    rng = np.random.default_rng(0)
+    x = rng.random((512, 14, 14, 32), dtype=np.float32)  # conv2's input, 512 images (12.8 MB)
+    kernel = rng.random((5, 5, 32, 64), dtype=np.float32)
+    tracemalloc.start()
+    y, _ = conv2d_forward(x, kernel, np.zeros(64, np.float32), padding=((2, 2), (2, 2)), keep_cache=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full_im2col = 512 * 14 * 14 * 5 * 5 * 32 * 4  # 321 MB if built in one piece
+    assert peak < y.nbytes + x.nbytes + 16 * 2**20 < full_im2col / 4
+
+    model = MNISTModel(28, 10)
+    images = rng.random((3000, 28, 28), dtype=np.float32)
+    tracemalloc.start()
+    logits = model.predict(images)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert logits.shape == (3000, 10)
+    assert peak < 80 * 2**20  # activations of one 128-image batch, not of 3,000 images
