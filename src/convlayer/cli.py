@@ -117,7 +117,8 @@ def cmd_train(args):
     if args.resume:
         _say(f"Resuming {args.resume} up to epoch {args.epochs}")
     else:
-        _say(f"Training the lesson's CNN on {dataset} for {args.epochs} epochs (batch {args.batch_size}, "
+        _say(f"Training the lesson's CNN on {dataset} for {args.epochs} epoch{'s' * (args.epochs != 1)} "
+             f"(batch {args.batch_size}, "
              f"{args.optimizer}, {args.schedule} schedule) -> {output_dir}/")
     result = train(config, resume=args.resume, callbacks=callbacks)
     _say(f"Data: {result.dataset_source}")
