@@ -259,3 +259,17 @@ def test_memory_stays_bounded_for_large_batches():
     tracemalloc.stop()
     assert logits.shape == (3000, 10)
     assert peak < 80 * 2**20  # activations of one 128-image batch, not of 3,000 images
+
+
+def test_random_shift_moves_each_image_by_at_most_the_shift():
+    from convlayer.training import random_shift
+
+    x = np.zeros((60, 6, 6), np.float32)
+    x[:, 2:4, 2:4] = 1.0  # a 2x2 blob in the middle
+    shifted = random_shift(x, 1, np.random.default_rng(0))
+    assert shifted.shape == x.shape and shifted.dtype == x.dtype
+    np.testing.assert_array_equal(shifted.sum(axis=(1, 2)), 4.0)  # nothing falls off the frame
+    rows = np.argmax(shifted.any(axis=2), axis=1)  # top row of each blob
+    cols = np.argmax(shifted.any(axis=1), axis=1)
+    assert set(rows) == {1, 2, 3} and set(cols) == {1, 2, 3}  # every offset in [-1, 1] occurs
+    np.testing.assert_array_equal(random_shift(x, 1, np.random.default_rng(0)), shifted)  # seeded

@@ -110,7 +110,7 @@ def cmd_train(args):
     config = TrainConfig(dataset=dataset, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, momentum=args.momentum, schedule=args.schedule,
                          seed=args.seed, validation_split=args.validation_split, output_dir=output_dir,
-                         data_dir=args.data_dir, limit=args.limit)
+                         data_dir=args.data_dir, limit=args.limit, shift=args.shift)
     if args.learning_rate is None:
         config.learning_rate = 1e-3 if args.optimizer == "adam" else 0.05
     callbacks = [] if args.quiet else [_ProgressBar()]
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of training images held out to pick the best epoch (default: 1/12)")
     p.add_argument("--output-dir", help="run folder for checkpoints and log.csv (default: runs/<dataset>)")
     p.add_argument("--limit", type=positive_int, help="train on the first N images only (quick runs)")
+    p.add_argument("--shift", type=non_negative_int, default=0,
+                   help="augment: shift each training image by up to N pixels (default: 0)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.npz, with its optimizer state")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

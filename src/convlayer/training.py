@@ -39,6 +39,7 @@ class TrainConfig:
     output_dir: str = "runs/latest"
     data_dir: str | None = None
     limit: int | None = None  # use only the first N training images (quick runs)
+    shift: int = 0  # augmentation: shift each training image by up to this many pixels
 
     def validate(self) -> "TrainConfig":
         def positive_int(name, value, allow_none=False):
@@ -56,6 +57,8 @@ class TrainConfig:
             raise ValueError(f"learning-rate must be a number in (0, 10), got {self.learning_rate!r}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
+            raise ValueError(f"shift must be a non-negative integer, got {self.shift!r}.")
         if not 0 <= self.validation_split < 1:
             raise ValueError(f"validation-split must be in [0, 1), got {self.validation_split!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -102,7 +105,8 @@ class _Recorder(Callback):
         row = {"epoch": epoch + 1, **{k: logs.get(k) for k in LOG_FIELDS if k != "epoch"}}
         self.rows.append(row)
         write_log(self.run_dir / "log.csv", self.rows)
-        score = logs.get("val_accuracy", -logs["loss"])
+        # Best = highest validation accuracy; ties (common on small validation sets) go to the lower loss.
+        score = [logs["val_accuracy"], -logs["val_loss"]] if "val_accuracy" in logs else [-logs["loss"], 0.0]
         state = {"epoch": epoch + 1, "config": asdict(self.config), "history": self.rows,
                  "shuffle_rng": self.rng.bit_generator.state,
                  "layer_rngs": {layer.name: layer.rng.bit_generator.state for layer in model.layers},
@@ -135,6 +139,20 @@ def read_log(path) -> list[dict]:
     if not rows or "loss" not in rows[0]:
         raise ValueError(f"{path} is not a convlayer training log (expected columns {', '.join(LOG_FIELDS)}).")
     return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in rows]
+
+
+def random_shift(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift each image (N, H, W) by its own random (dy, dx) in [-max_shift, max_shift], filling with 0.
+
+    >>> random_shift(np.ones((2, 4, 4), np.float32), 1, np.random.default_rng(0)).shape
+    (2, 4, 4)
+    """
+    n, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)))  # (N, H+2s, W+2s)
+    offsets = rng.integers(0, 2 * max_shift + 1, size=(2, n))  # top-left corner of each crop
+    rows = offsets[0][:, None] + np.arange(height)  # (N, H)
+    cols = offsets[1][:, None] + np.arange(width)  # (N, W)
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (N, H, W)
 
 
 def build_optimizer(config: TrainConfig):
@@ -192,7 +210,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
     recorder = _Recorder(run_dir, config, rng, rows, best, meta)
     validation = (data.x_val, data.y_val) if len(data.x_val) else None
     model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, validation_data=validation,
-              rng=rng, initial_epoch=initial_epoch, callbacks=[schedule, *callbacks, recorder])
+              rng=rng, initial_epoch=initial_epoch, callbacks=[schedule, *callbacks, recorder],
+              augment=(lambda xb, r: random_shift(xb, config.shift, r)) if config.shift else None)
 
     best_model = ckpt.load(run_dir / "best.npz").model
     test = best_model.evaluate(data.x_test, data.y_test)

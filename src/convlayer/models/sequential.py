@@ -161,8 +161,11 @@ class Sequential:
         return loss + self.regularization_loss(), accuracy(logits, y)
 
     def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, validation_data=None, rng=None,
-            initial_epoch: int = 0, callbacks=()) -> History:
-        """Train for ``epochs`` (counting from ``initial_epoch``), shuffling with ``rng`` each epoch."""
+            initial_epoch: int = 0, callbacks=(), augment=None) -> History:
+        """Train for ``epochs`` (counting from ``initial_epoch``), shuffling with ``rng`` each epoch.
+
+        ``augment(x_batch, rng) -> x_batch`` transforms each training batch (e.g. random shifts).
+        """
         who = f"{self.name}.fit"
         x, y = _check_xy(x, y, who)
         batch_size = _check_batch_size(batch_size, who)
@@ -182,7 +185,8 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_batch_begin(epoch * steps_per_epoch + step, self)
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                loss, acc = self.train_step(x[idx], y[idx])
+                x_batch = x[idx] if augment is None else augment(x[idx], rng)
+                loss, acc = self.train_step(x_batch, y[idx])
                 seen += len(idx)
                 loss_sum += loss * len(idx)
                 correct += acc * len(idx)
