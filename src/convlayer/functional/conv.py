@@ -46,7 +46,7 @@ def pad_nhwc_backward(dxp: np.ndarray, in_hw: tuple[int, int], padding: Padding2
     (top, bottom), (left, right) = padding
     height, width = in_hw
     if mode == "zeros" or top == bottom == left == right == 0:
-        return np.ascontiguousarray(dxp[:, top:top + height, left:left + width])
+        return dxp[:, top:top + height, left:left + width]  # a view: no copy of the whole gradient
     np_mode = _NUMPY_PAD_MODES[mode]
     src_rows = np.pad(np.arange(height), (top, bottom), mode=np_mode)  # (Hp,) source row of each padded row
     src_cols = np.pad(np.arange(width), (left, right), mode=np_mode)  # (Wp,)
