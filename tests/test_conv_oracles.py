@@ -463,26 +463,3 @@ def test_both_col2im_strategies_agree(kernel_hw, strides, dilation, rng):
     conv_mod._col2im_rows_then_columns(by_passes, dcols, kernel_hw, strides, dilation, out_hw)
     np.testing.assert_allclose(by_passes, by_taps, rtol=1e-12, atol=1e-12)
     assert np.count_nonzero(by_taps[:, -1]) == 0 and np.count_nonzero(by_taps[:, :, -1]) == 0
-
-
-@pytest.mark.parametrize("groups, strides, block_bytes", [(1, (1, 1), 25_000), (2, (2, 1), 6_000)])
-def test_worker_threads_compute_what_one_thread_computes(groups, strides, block_bytes, rng, monkeypatch):
-    x = rng.standard_normal((9, 10, 11, 4)).astype(np.float32)
-    kernel = rng.standard_normal((3, 4, 4 // groups, 6)).astype(np.float32)
-    bias = rng.standard_normal(6).astype(np.float32)
-    # block_bytes: one image per block, so nine whole-image blocks to share between threads
-    geometry = dict(strides=strides, padding=((1, 1), (2, 1)), groups=groups, max_chunk_bytes=block_bytes)
-    results = {}
-    real = conv_mod._run_blocks
-    for workers in (1, 2):
-        monkeypatch.setattr(conv_mod, "WORKERS", workers)
-        calls = []
-        monkeypatch.setattr(conv_mod, "_run_blocks", lambda process, blocks: calls.append(len(blocks))
-                            or real(process, blocks))
-        y, cache = conv2d_forward(x, kernel, bias, **geometry)
-        dy = np.cos(y)  # any fixed function of y
-        results[workers] = (y, *conv2d_backward(dy, cache))
-        assert calls and min(calls) >= 4  # enough whole-image blocks to share out
-    for a, b in zip(results[1], results[2]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    assert conv_mod._POOL is not None  # the threads really ran

@@ -16,8 +16,6 @@ blocks: it rebuilds each block's windows (cheaper than keeping them all), accumu
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,15 +28,6 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache while its GEMM runs (measured)
-WORKERS = min(2, os.cpu_count() or 1)  # threads sharing a batch's blocks; 1 = serial
-
-try:  # optional: lets each worker thread run single-threaded BLAS instead of fighting over cores
-    from threadpoolctl import ThreadpoolController
-
-    _BLAS = ThreadpoolController()
-except ImportError:  # pragma: no cover - threadpoolctl comes with convlayer's extras
-    _BLAS = None
-_POOL: ThreadPoolExecutor | None = None
 
 
 # ---------------------------------------------------------------------------- padding
@@ -84,26 +73,6 @@ def _blocks(n: int, out_h: int, row_bytes: int, max_bytes: int):
     for n0 in range(n):
         for h0 in range(0, out_h, rows):
             yield n0, n0 + 1, h0, min(h0 + rows, out_h)
-
-
-def _run_blocks(process, blocks: list) -> list:
-    """``process(share)`` for each worker's contiguous share of ``blocks``; returns their results.
-
-    Whole-image blocks are split across ``WORKERS`` threads, each calling BLAS with one thread:
-    NumPy's copies and GEMMs release the GIL, so the window copies and the col2im adds run on
-    every core too, not only the GEMMs. Row bands of one image (which overlap in the input
-    gradient) and small jobs run serially.
-    """
-    global _POOL
-    whole_images = all(h0 == 0 for _, _, h0, _ in blocks) and len({h1 for *_, h1 in blocks}) == 1
-    if WORKERS < 2 or _BLAS is None or not whole_images or len(blocks) < 2 * WORKERS:
-        return [process(blocks)]
-    size = -(-len(blocks) // WORKERS)
-    shares = [blocks[i:i + size] for i in range(0, len(blocks), size)]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="convlayer")
-    with _BLAS.limit(limits=1, user_api="blas"):
-        return list(_POOL.map(process, shares))
 
 
 def _windows_into(buf: np.ndarray, xp: np.ndarray, kernel_hw, strides, dilation, out_hw) -> np.ndarray:
@@ -234,28 +203,24 @@ def conv2d_forward(
         weights = np.concatenate([weights, bias.astype(x.dtype, copy=False).reshape(groups, 1, -1)], axis=1)
     weights = np.ascontiguousarray(weights, dtype=x.dtype)
     row_bytes = out_hw[1] * (depth + 1) * x.itemsize
+    buf = None
     y = np.empty((n, *out_hw, f_out), x.dtype)
-
-    def process(blocks):
-        buf = None
-        for n0, n1, h0, h1 in blocks:
-            rows = (n1 - n0) * (h1 - h0) * out_hw[1]
-            if buf is None or buf.shape[0] < rows:
-                buf = np.empty((rows, depth + has_bias), x.dtype)  # (block rows, kh*kw*Cg [+ 1])
-                if has_bias:
-                    buf[:, depth] = 1
-            xp_block = xp[n0:n1, h0 * strides[0]:]
-            y_block = y[n0:n1, h0:h1]  # (n, rows, Wo, F), contiguous for whole images
-            for g, (c_sl, f_sl) in enumerate(_group_slices(c_in, f_out, groups)):
-                cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
-                if groups == 1 and y_block.flags.c_contiguous:
-                    np.matmul(cols, weights[0], out=y_block.reshape(rows, f_out))
-                else:
-                    y_block[..., f_sl] = (cols @ weights[g]).reshape(n1 - n0, h1 - h0, out_hw[1], -1)
-            if epilogue is not None:
-                epilogue(y_block)
-
-    _run_blocks(process, list(_blocks(n, out_hw[0], row_bytes, max_chunk_bytes)))
+    for n0, n1, h0, h1 in _blocks(n, out_hw[0], row_bytes, max_chunk_bytes):
+        rows = (n1 - n0) * (h1 - h0) * out_hw[1]
+        if buf is None or buf.shape[0] < rows:
+            buf = np.empty((rows, depth + has_bias), x.dtype)  # (block rows, kh*kw*Cg [+ 1])
+            if has_bias:
+                buf[:, depth] = 1
+        xp_block = xp[n0:n1, h0 * strides[0]:]
+        y_block = y[n0:n1, h0:h1]  # (n, rows, Wo, F), contiguous for whole images
+        for g, (c_sl, f_sl) in enumerate(_group_slices(c_in, f_out, groups)):
+            cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
+            if groups == 1 and y_block.flags.c_contiguous:
+                np.matmul(cols, weights[0], out=y_block.reshape(rows, f_out))
+            else:
+                y_block[..., f_sl] = (cols @ weights[g]).reshape(n1 - n0, h1 - h0, out_hw[1], -1)
+        if epilogue is not None:
+            epilogue(y_block)
     if not keep_cache:
         return y, None
     cache = ConvCache(xp, (height, width), kernel, has_bias, tuple(strides), padding, tuple(dilation), groups,
@@ -283,35 +248,30 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
     has_bias = cache.has_bias
     # With a ones column in cols, one GEMM gives dkernel and (last row) dbias together.
+    dweights = np.zeros((groups, depth + has_bias, f_out // groups), xp.dtype)  # (G, K [+ 1], Fg)
+    step = np.empty((depth + has_bias, f_out // groups), xp.dtype)
     dxp = np.zeros(xp.shape, xp.dtype) if need_dx else None
     row_bytes = out_hw[1] * (depth + 1) * xp.itemsize
-
-    def process(blocks):
-        dweights = np.zeros((groups, depth + has_bias, f_out // groups), xp.dtype)  # (G, K [+ 1], Fg)
-        step = np.empty((depth + has_bias, f_out // groups), xp.dtype)
-        buf = dbuf = None
-        for n0, n1, h0, h1 in blocks:
-            rows = (n1 - n0) * (h1 - h0) * out_hw[1]
-            if buf is None or buf.shape[0] < rows:
-                buf = np.empty((rows, depth + has_bias), xp.dtype)
-                if has_bias:
-                    buf[:, depth] = 1
-                dbuf = np.empty((rows, depth), xp.dtype) if need_dx else None
-            xp_block = xp[n0:n1, h0 * cache.strides[0]:]
-            dy_block = dy[n0:n1, h0:h1]  # (n, rows, Wo, F)
-            for g, (c_sl, f_sl) in enumerate(_group_slices(c_in, f_out, groups)):
-                cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), cache.strides, cache.dilation,
-                                     (h1 - h0, out_hw[1]))
-                dz = dy_block[..., f_sl].reshape(rows, -1)  # (rows, Fg)
-                np.matmul(cols.T, dz, out=step)
-                dweights[g] += step
-                if need_dx:
-                    dcols = np.matmul(dz, kernel_t[g], out=dbuf[:rows])  # (rows, kh*kw*Cg)
-                    _col2im_add(dxp[n0:n1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
-                                cache.dilation, (h1 - h0, out_hw[1]))
-        return dweights
-
-    dweights = sum(_run_blocks(process, list(_blocks(n, out_hw[0], row_bytes, cache.max_chunk_bytes))))
+    buf = dbuf = None
+    for n0, n1, h0, h1 in _blocks(n, out_hw[0], row_bytes, cache.max_chunk_bytes):
+        rows = (n1 - n0) * (h1 - h0) * out_hw[1]
+        if buf is None or buf.shape[0] < rows:
+            buf = np.empty((rows, depth + has_bias), xp.dtype)
+            if has_bias:
+                buf[:, depth] = 1
+            dbuf = np.empty((rows, depth), xp.dtype) if need_dx else None
+        xp_block = xp[n0:n1, h0 * cache.strides[0]:]
+        dy_block = dy[n0:n1, h0:h1]  # (n, rows, Wo, F)
+        for g, (c_sl, f_sl) in enumerate(_group_slices(c_in, f_out, groups)):
+            cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), cache.strides, cache.dilation,
+                                 (h1 - h0, out_hw[1]))
+            dz = dy_block[..., f_sl].reshape(rows, -1)  # (rows, Fg)
+            np.matmul(cols.T, dz, out=step)
+            dweights[g] += step
+            if need_dx:
+                dcols = np.matmul(dz, kernel_t[g], out=dbuf[:rows])  # (rows, kh*kw*Cg)
+                _col2im_add(dxp[n0:n1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
+                            cache.dilation, (h1 - h0, out_hw[1]))
     dkernel = dweights[:, :depth].transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
     dbias = dweights[:, depth].reshape(f_out) if has_bias else None
     dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
