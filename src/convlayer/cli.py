@@ -122,7 +122,8 @@ def cmd_train(args):
              f"{args.optimizer}, {args.schedule} schedule) -> {output_dir}/")
     result = train(config, resume=args.resume, callbacks=callbacks)
     _say(f"Data: {result.dataset_source}")
-    _say(f"Best epoch by validation accuracy: {result.best_epoch}; checkpoint {result.best_path}")
+    criterion = "validation accuracy" if result.config.validation_split else "training loss (no validation split)"
+    _say(f"Best epoch by {criterion}: {result.best_epoch}; checkpoint {result.best_path}")
     _say(f"Per-epoch log: {result.log_path}")
     _say(f"Test accuracy: {result.test_accuracy * 100:.2f}% (loss {result.test_loss:.4f}) on "
          f"{result.config.dataset} test set")
