@@ -117,13 +117,9 @@ def parse_matrix(text: str, what: str = "input") -> np.ndarray:
     return array
 
 
-def parse_size(text: str, what: str = "size") -> tuple[int, int]:
-    """``"5x4"`` -> (5, 4) (rows x columns); ``"5"`` -> (5, 5).
-
-    >>> parse_size("5x4")
-    (5, 4)
-    """
-    parts = re.split(r"\s*[x×,]\s*", str(text).strip().lower())
+def _two_positive_ints(text, separators: str, message: str) -> tuple[int, int]:
+    """Split ``text`` on ``separators`` into one or two positive ints (one is used twice)."""
+    parts = [p for p in re.split(separators, str(text).strip().lower()) if p]
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
@@ -131,8 +127,18 @@ def parse_size(text: str, what: str = "size") -> tuple[int, int]:
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"{what} must be ROWSxCOLUMNS of positive integers like 5x5 (or one number), got {text!r}.")
+        raise ValueError(f"{message} got {text!r}.")
     return values
+
+
+def parse_size(text: str, what: str = "size") -> tuple[int, int]:
+    """``"5x4"`` -> (5, 4) (rows x columns); ``"5"`` -> (5, 5).
+
+    >>> parse_size("5x4")
+    (5, 4)
+    """
+    return _two_positive_ints(text, r"\s*[x×,]\s*",
+                              f"{what} must be ROWSxCOLUMNS of positive integers like 5x5 (or one number),")
 
 
 def parse_pair(text, what: str) -> tuple[int, int]:
@@ -141,16 +147,8 @@ def parse_pair(text, what: str) -> tuple[int, int]:
     >>> parse_pair("2,1", "stride")
     (2, 1)
     """
-    parts = [p for p in re.split(r"[,\sx]+", str(text).strip()) if p]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"{what} must be a positive integer or 'VERTICAL,HORIZONTAL' like 2,1; got {text!r}.")
-    return values
+    return _two_positive_ints(text, r"[,\sx]+",
+                              f"{what} must be a positive integer or 'VERTICAL,HORIZONTAL' like 2,1;")
 
 
 def parse_padding(text):
