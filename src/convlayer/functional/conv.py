@@ -10,8 +10,8 @@ ones, and one GEMM against ``[kernel; bias]`` writes the block's output in place
 holds a few MB (``max_chunk_bytes``), so the copy and the GEMM that reads it stay in the
 CPU cache, and memory stays bounded for any batch or image size. Backward walks the same
 blocks: it rebuilds each block's windows (cheaper than keeping them all), accumulates
-``dkernel += cols.T @ dy`` and scatters ``dy @ kernel.T`` back onto the padded input
-(col2im), one kernel tap at a time over the whole block.
+``[dkernel; dbias] += cols.T @ dy`` and scatters ``dy @ kernel.T`` back onto the padded
+input (col2im), with whole-block adds per kernel tap or per kernel row and column.
 """
 
 from __future__ import annotations
@@ -130,6 +130,29 @@ def _group_slices(c_in, f_out, groups):
     return [(slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)) for g in range(groups)]
 
 
+def _im2col_blocks(xp, kernel_shape, groups, strides, dilation, out_hw, max_bytes, ones_column):
+    """Yield ``((n0, n1, h0, h1), g, c_sl, f_sl, cols)`` for every block and group of ``xp`` (N, Hp, Wp, C).
+
+    ``cols`` (block rows, kh*kw*Cg [+ 1]) is a view of one reused buffer, valid until the next
+    item; with ``ones_column`` its last column is ones (it carries the bias in the GEMMs).
+    """
+    kh, kw, c_group, f_out = kernel_shape
+    depth = kh * kw * c_group
+    row_bytes = out_hw[1] * (depth + 1) * xp.itemsize
+    slices = _group_slices(xp.shape[3], f_out, groups)
+    buf = None
+    for n0, n1, h0, h1 in _blocks(xp.shape[0], out_hw[0], row_bytes, max_bytes):
+        rows = (n1 - n0) * (h1 - h0) * out_hw[1]
+        if buf is None or buf.shape[0] < rows:
+            buf = np.empty((rows, depth + ones_column), xp.dtype)  # (block rows, kh*kw*Cg [+ 1])
+            if ones_column:
+                buf[:, depth] = 1
+        xp_block = xp[n0:n1, h0 * strides[0]:]  # the padded rows this block's windows read
+        for g, (c_sl, f_sl) in enumerate(slices):
+            cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
+            yield (n0, n1, h0, h1), g, c_sl, f_sl, cols
+
+
 @dataclass
 class ConvCache:
     """What backward needs: the padded input and the geometry (the windows are rebuilt)."""
@@ -202,24 +225,15 @@ def conv2d_forward(
     if has_bias:
         weights = np.concatenate([weights, bias.astype(x.dtype, copy=False).reshape(groups, 1, -1)], axis=1)
     weights = np.ascontiguousarray(weights, dtype=x.dtype)
-    row_bytes = out_hw[1] * (depth + 1) * x.itemsize
-    buf = None
     y = np.empty((n, *out_hw, f_out), x.dtype)
-    for n0, n1, h0, h1 in _blocks(n, out_hw[0], row_bytes, max_chunk_bytes):
-        rows = (n1 - n0) * (h1 - h0) * out_hw[1]
-        if buf is None or buf.shape[0] < rows:
-            buf = np.empty((rows, depth + has_bias), x.dtype)  # (block rows, kh*kw*Cg [+ 1])
-            if has_bias:
-                buf[:, depth] = 1
-        xp_block = xp[n0:n1, h0 * strides[0]:]
-        y_block = y[n0:n1, h0:h1]  # (n, rows, Wo, F), contiguous for whole images
-        for g, (c_sl, f_sl) in enumerate(_group_slices(c_in, f_out, groups)):
-            cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
-            if groups == 1 and y_block.flags.c_contiguous:
-                np.matmul(cols, weights[0], out=y_block.reshape(rows, f_out))
-            else:
-                y_block[..., f_sl] = (cols @ weights[g]).reshape(n1 - n0, h1 - h0, out_hw[1], -1)
-        if epilogue is not None:
+    blocks = _im2col_blocks(xp, kernel.shape, groups, strides, dilation, out_hw, max_chunk_bytes, has_bias)
+    for (n0, n1, h0, h1), g, _, f_sl, cols in blocks:
+        y_block = y[n0:n1, h0:h1]  # (n, rows, Wo, F), contiguous
+        if groups == 1:
+            np.matmul(cols, weights[0], out=y_block.reshape(len(cols), f_out))
+        else:
+            y_block[..., f_sl] = (cols @ weights[g]).reshape(n1 - n0, h1 - h0, out_hw[1], -1)
+        if epilogue is not None and g == groups - 1:
             epilogue(y_block)
     if not keep_cache:
         return y, None
@@ -240,7 +254,6 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
         dx (N, H, W, C) or None, dkernel (kh, kw, C // groups, F), dbias (F,) or None.
     """
     xp, kernel = cache.xp, cache.kernel
-    n, _, _, c_in = xp.shape
     kh, kw, c_group, f_out = kernel.shape
     groups, out_hw = cache.groups, cache.out_hw
     depth = kh * kw * c_group
@@ -251,27 +264,19 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
     dweights = np.zeros((groups, depth + has_bias, f_out // groups), xp.dtype)  # (G, K [+ 1], Fg)
     step = np.empty((depth + has_bias, f_out // groups), xp.dtype)
     dxp = np.zeros(xp.shape, xp.dtype) if need_dx else None
-    row_bytes = out_hw[1] * (depth + 1) * xp.itemsize
-    buf = dbuf = None
-    for n0, n1, h0, h1 in _blocks(n, out_hw[0], row_bytes, cache.max_chunk_bytes):
-        rows = (n1 - n0) * (h1 - h0) * out_hw[1]
-        if buf is None or buf.shape[0] < rows:
-            buf = np.empty((rows, depth + has_bias), xp.dtype)
-            if has_bias:
-                buf[:, depth] = 1
-            dbuf = np.empty((rows, depth), xp.dtype) if need_dx else None
-        xp_block = xp[n0:n1, h0 * cache.strides[0]:]
-        dy_block = dy[n0:n1, h0:h1]  # (n, rows, Wo, F)
-        for g, (c_sl, f_sl) in enumerate(_group_slices(c_in, f_out, groups)):
-            cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), cache.strides, cache.dilation,
-                                 (h1 - h0, out_hw[1]))
-            dz = dy_block[..., f_sl].reshape(rows, -1)  # (rows, Fg)
-            np.matmul(cols.T, dz, out=step)
-            dweights[g] += step
-            if need_dx:
-                dcols = np.matmul(dz, kernel_t[g], out=dbuf[:rows])  # (rows, kh*kw*Cg)
-                _col2im_add(dxp[n0:n1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
-                            cache.dilation, (h1 - h0, out_hw[1]))
+    dbuf = None
+    blocks = _im2col_blocks(xp, kernel.shape, groups, cache.strides, cache.dilation, out_hw, cache.max_chunk_bytes,
+                            has_bias)
+    for (n0, n1, h0, h1), g, c_sl, f_sl, cols in blocks:
+        dz = dy[n0:n1, h0:h1, :, f_sl].reshape(len(cols), -1)  # (rows, Fg)
+        np.matmul(cols.T, dz, out=step)
+        dweights[g] += step
+        if need_dx:
+            if dbuf is None or len(dbuf) < len(cols):
+                dbuf = np.empty((len(cols), depth), xp.dtype)
+            dcols = np.matmul(dz, kernel_t[g], out=dbuf[:len(cols)])  # (rows, kh*kw*Cg)
+            _col2im_add(dxp[n0:n1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
+                        cache.dilation, (h1 - h0, out_hw[1]))
     dkernel = dweights[:, :depth].transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
     dbias = dweights[:, depth].reshape(f_out) if has_bias else None
     dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
