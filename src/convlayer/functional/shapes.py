@@ -6,9 +6,8 @@ no other module re-derives an output size or a 'same' padding.
 
 from __future__ import annotations
 
-import math
 import numbers
-from typing import Iterable, Sequence
+from typing import Sequence
 
 Padding2D = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 
@@ -50,6 +49,11 @@ def effective_kernel_size(kernel: int, dilation: int) -> int:
     return (kernel - 1) * dilation + 1
 
 
+def same_output_size(in_size: int, stride: int) -> int:
+    """'same' keeps ``ceil(in / stride)`` outputs."""
+    return -(-in_size // stride)
+
+
 def same_padding(in_size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """TensorFlow's 'same' rule: the minimum zeros so ``out = ceil(in / stride)``.
 
@@ -58,7 +62,7 @@ def same_padding(in_size: int, kernel: int, stride: int, dilation: int = 1) -> t
     >>> same_padding(5, 2, 2)   # 2x2 kernel, stride 2 on 5 pixels: one extra at the end
     (0, 1)
     """
-    out = -(-in_size // stride)
+    out = same_output_size(in_size, stride)
     total = max((out - 1) * stride + effective_kernel_size(kernel, dilation) - in_size, 0)
     return total // 2, total - total // 2
 
@@ -130,7 +134,7 @@ def conv_output_spatial(padding, spatial: Sequence[int | None], kernel: Sequence
                         strides: Sequence[int], dilation: Sequence[int]) -> tuple[int | None, ...]:
     """Output (rows, cols) of a convolution or pooling window; None dims stay None."""
     if padding == "same":
-        return tuple(None if s is None else -(-s // st) for s, st in zip(spatial, strides))
+        return tuple(None if s is None else same_output_size(s, st) for s, st in zip(spatial, strides))
     pads = resolve_padding(padding, spatial, kernel, strides, dilation)
     return tuple(conv_output_size(s, k, st, d, p)
                  for s, k, st, d, p in zip(spatial, kernel, strides, dilation, pads))
@@ -142,7 +146,3 @@ def output_size_formula(in_size: int, kernel: int, stride: int, dilation: int, p
     out = conv_output_size(in_size, kernel, stride, dilation, pad)
     kpart = f"{span}" if dilation == 1 else f"(({kernel} - 1) * {dilation} + 1)"
     return f"floor(({in_size} + {pad[0]} + {pad[1]} - {kpart}) / {stride}) + 1 = {out}"
-
-
-def prod(values: Iterable[int]) -> int:
-    return math.prod(values)

@@ -77,6 +77,8 @@ class Layer:
         self.constraints: dict[str, object] = {}
         self._cache = None
         self._output_shape = None
+        self._activity_loss = 0.0  # activity penalty of the last call
+        self._activity_output = None
 
     # ------------------------------------------------------------------ naming / errors
 
@@ -133,14 +135,10 @@ class Layer:
     def count_params(self) -> int:
         return int(sum(w.size for w in self.params.values()))
 
-    @property
-    def trainable_params(self) -> dict[str, np.ndarray]:
-        return self.params if self.trainable else {}
-
     def regularization_loss(self) -> float:
         """Penalties of the weight regularizers plus the last activity penalty."""
         total = sum(reg(self.params[key]) for key, reg in self.regularizers.items())
-        return float(total + getattr(self, "_activity_loss", 0.0))
+        return float(total + self._activity_loss)
 
     def apply_constraints(self) -> None:
         for key, constraint in self.constraints.items():

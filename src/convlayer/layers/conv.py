@@ -191,7 +191,7 @@ class Conv2D(KernelLayer):
         pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
         act = self.activation
         # Element-wise in-place activations (ReLU...) run on each output block while it is in cache.
-        fuse = act.in_place and not act.needs_input and act.name not in ("linear", "softmax")
+        fuse = act.in_place and not act.needs_input
         epilogue = (lambda block: act.forward(block, out=block)) if fuse else None
         z, conv_cache = conv2d_forward(
             x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,

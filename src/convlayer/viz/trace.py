@@ -61,7 +61,7 @@ class ConvTrace:
                 note = f"{axis}: 'valid' adds no zeros; the windows cover {used} of {size} {axis}"
                 lines.append(note + (f" (the last {size - used} never used)." if used < size else "."))
             elif self.padding_name == "same":
-                out = -(-size // s)
+                out = shapes.same_output_size(size, s)
                 total = before + after
                 lines.append(
                     f"{axis}: 'same' wants ceil({size} / {s}) = {out} outputs, which need "
