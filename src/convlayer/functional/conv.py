@@ -33,12 +33,18 @@ MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache whi
 # ---------------------------------------------------------------------------- padding
 
 
-def pad_nhwc(x: np.ndarray, padding: Padding2D, mode: str = "zeros") -> np.ndarray:
-    """Pad the two spatial axes of ``x`` (N, H, W, C) -> (N, H+t+b, W+l+r, C)."""
+def pad_nhwc(x: np.ndarray, padding: Padding2D, mode: str = "zeros", fill: float = 0) -> np.ndarray:
+    """Pad the two spatial axes of ``x`` (N, H, W, C) -> (N, H+t+b, W+l+r, C).
+
+    ``fill`` is the constant of mode 'zeros' (max pooling pads with -inf).
+    """
     (top, bottom), (left, right) = padding
     if top == bottom == left == right == 0:
         return x
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=_NUMPY_PAD_MODES[mode])
+    widths = ((0, 0), (top, bottom), (left, right), (0, 0))
+    if mode == "zeros":
+        return np.pad(x, widths, constant_values=fill)
+    return np.pad(x, widths, mode=_NUMPY_PAD_MODES[mode])
 
 
 def pad_nhwc_backward(dxp: np.ndarray, in_hw: tuple[int, int], padding: Padding2D, mode: str) -> np.ndarray:

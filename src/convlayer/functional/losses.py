@@ -27,8 +27,8 @@ def sparse_categorical_crossentropy(logits: np.ndarray, labels: np.ndarray) -> t
         loss (float), dlogits (N, K) = (softmax - one_hot) / N.
 
     >>> loss, _ = sparse_categorical_crossentropy(np.zeros((2, 4)), np.array([0, 3]))
-    >>> round(loss, 6) == round(np.log(4), 6)
-    True
+    >>> round(loss, 4)  # log(4): uniform over 4 classes
+    1.3863
     """
     n = logits.shape[0]
     log_probs = log_softmax(logits)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conv import pad_nhwc
 from .shapes import Padding2D, conv_output_size
 
 
@@ -26,11 +27,11 @@ class PoolCache:
 
 
 def _taps(xp, pool, strides, out_hw):
-    """Yield (i, j, view) for every window tap; each view is (N, Ho, Wo, C) with no copy."""
+    """Yield, for every window tap, the (N, Ho, Wo, C) view of the pixels it sees (no copy)."""
     (ph, pw), (sh, sw), (ho, wo) = pool, strides, out_hw
     for i in range(ph):
         for j in range(pw):
-            yield i, j, xp[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
+            yield xp[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
 
 
 def _geometry(x_shape, pool, strides, padding):
@@ -39,13 +40,6 @@ def _geometry(x_shape, pool, strides, padding):
               conv_output_size(x_shape[2], pool[1], strides[1], 1, (left, right)))
     assert min(out_hw) > 0, "callers validate the geometry"
     return out_hw
-
-
-def _pad(x, padding, value):
-    (top, bottom), (left, right) = padding
-    if top == bottom == left == right == 0:
-        return x
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
 def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), *, keep_cache=True):
@@ -62,11 +56,11 @@ def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)),
            [13., 15.]])
     """
     out_hw = _geometry(x.shape, pool, strides, padding)
-    xp = _pad(x, padding, -np.inf)
+    xp = pad_nhwc(x, padding, fill=-np.inf)
     taps = _taps(xp, pool, strides, out_hw)
-    _, _, first = next(taps)
+    first = next(taps)
     y = first.copy()
-    for _, _, tap in taps:
+    for tap in taps:
         np.maximum(y, tap, out=y)
     # Backward finds the winners again from (xp, y): no argmax pass when only predicting.
     cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, (xp, y), None) if keep_cache else None
@@ -88,7 +82,7 @@ def max_pool2d_backward(dy, cache: PoolCache):
     hit = np.empty(y.shape, bool)
     taps = list(zip(_taps(xp, cache.pool, cache.strides, cache.out_hw),
                     _taps(dxp, cache.pool, cache.strides, cache.out_hw)))
-    for k, ((_, _, x_tap), (_, _, dx_tap)) in enumerate(taps):
+    for k, (x_tap, dx_tap) in enumerate(taps):
         if unclaimed is None:
             np.equal(x_tap, y, out=hit)
             unclaimed = ~hit
@@ -114,10 +108,10 @@ def _covers(padded_shape, cache) -> bool:
 def avg_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), *, keep_cache=True):
     """Mean over each window, counting only real pixels (Keras 'same' semantics)."""
     out_hw = _geometry(x.shape, pool, strides, padding)
-    xp = _pad(x, padding, 0)
-    ones = _pad(np.ones((1, *x.shape[1:3], 1), x.dtype), padding, 0)
-    total = sum(tap for _, _, tap in _taps(xp, pool, strides, out_hw))
-    counts = sum(tap for _, _, tap in _taps(ones, pool, strides, out_hw))[0]  # (Ho, Wo, 1)
+    xp = pad_nhwc(x, padding)
+    ones = pad_nhwc(np.ones((1, *x.shape[1:3], 1), x.dtype), padding)
+    total = sum(_taps(xp, pool, strides, out_hw))
+    counts = sum(_taps(ones, pool, strides, out_hw))[0]  # (Ho, Wo, 1)
     cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, None, counts) if keep_cache else None
     return (total / counts).astype(x.dtype, copy=False), cache
 
@@ -127,6 +121,6 @@ def avg_pool2d_backward(dy, cache: PoolCache):
     (top, bottom), (left, right) = cache.padding
     dxp = np.zeros((n, height + top + bottom, width + left + right, c), dy.dtype)
     share = dy / cache.counts
-    for _, _, tap in _taps(dxp, cache.pool, cache.strides, cache.out_hw):
+    for tap in _taps(dxp, cache.pool, cache.strides, cache.out_hw):
         tap += share
     return dxp[:, top:top + height, left:left + width]
