@@ -197,6 +197,7 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     from .functional.losses import softmax
     from .preprocess import prepare
+    from .viz.figures import top_predictions
 
     ck = _load_checkpoint(args.checkpoint)
     model = ck.model
@@ -204,8 +205,7 @@ def cmd_predict(args):
     for path in args.images:
         image = prepare(path, model.input_dim)
         probs = softmax(model.predict(image[None]))[0]
-        top = np.argsort(probs)[::-1][:3]
-        ranked = ", ".join(f"{names[i]} {probs[i] * 100:.1f}%" for i in top)
+        ranked = ", ".join(f"{name} {p * 100:.1f}%" for name, p in top_predictions(probs, names, k=3))
         _say(f"{path}: {ranked}")
     return 0
 

@@ -107,14 +107,13 @@ class _Recorder(Callback):
         write_log(self.run_dir / "log.csv", self.rows)
         # Best = highest validation accuracy; ties (common on small validation sets) go to the lower loss.
         score = [logs["val_accuracy"], -logs["val_loss"]] if "val_accuracy" in logs else [-logs["loss"], 0.0]
+        if self.best.get("score") is None or score > self.best["score"]:
+            self.best.update(score=score, epoch=epoch + 1)
+            ckpt.save(self.run_dir / "best.npz", model, meta={**self.meta, "epoch": epoch + 1, **logs})
         state = {"epoch": epoch + 1, "config": asdict(self.config), "history": self.rows,
                  "shuffle_rng": self.rng.bit_generator.state,
                  "layer_rngs": {layer.name: layer.rng.bit_generator.state for layer in model.layers},
                  "best": dict(self.best)}
-        if self.best.get("score") is None or score > self.best["score"]:
-            self.best.update(score=score, epoch=epoch + 1)
-            state["best"] = dict(self.best)
-            ckpt.save(self.run_dir / "best.npz", model, meta={**self.meta, "epoch": epoch + 1, **logs})
         ckpt.save(self.run_dir / "last.npz", model, optimizer=model.optimizer, training_state=state,
                   meta={**self.meta, "epoch": epoch + 1, **logs})
 

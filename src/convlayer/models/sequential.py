@@ -129,6 +129,29 @@ class Sequential:
             x = layer(x, training=training, keep_cache=keep_cache)
         return x
 
+    def get_layer(self, name: str) -> Layer:
+        """The layer called ``name``, with an error listing the layers there are."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name} has no layer {name!r}; its layers are "
+                         f"{', '.join(layer.name for layer in self.layers)}.")
+
+    def layer_outputs(self, x, names) -> tuple[dict, np.ndarray]:
+        """Inference on ``x``, keeping the outputs of the layers called ``names``.
+
+        Returns ({name: output batch}, the model's output), e.g. feature maps and logits.
+        """
+        for name in names:
+            self.get_layer(name)  # unknown names fail before any work
+        x = self.prepare_input(x)
+        outputs = {}
+        for layer in self.layers:
+            x = layer(x, training=False, keep_cache=False)
+            if layer.name in names:
+                outputs[layer.name] = x
+        return outputs, x
+
     def backward(self, dy) -> None:
         """Backpropagate d(loss)/d(output) through every layer, storing parameter gradients."""
         for index in range(len(self.layers) - 1, -1, -1):
@@ -168,6 +191,8 @@ class Sequential:
         """
         who = f"{self.name}.fit"
         x, y = _check_xy(x, y, who)
+        if not len(x):
+            raise ValueError(f"{who}: needs at least one training sample, got x of shape {x.shape}.")
         batch_size = _check_batch_size(batch_size, who)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"{who}: epochs must be a non-negative int, got {epochs!r}.")

@@ -248,7 +248,7 @@ def cmd_show_filters(args):
     from . import figures
 
     ck = _load_checkpoint(args.checkpoint)
-    layer = figures.conv_layer(ck.model, "conv1")
+    layer = ck.model.get_layer("conv1")
     figure = figures.filters_figure(layer.params["kernel"], title=f"{Path(args.checkpoint).name} conv1")
     _say(figures.save_png(figure, _default_out(args, args.checkpoint, "filters")))
     return 0

@@ -40,15 +40,6 @@ def save_png(figure, path) -> Path:
 # ---------------------------------------------------------------------------- numbers
 
 
-def conv_layer(model, name: str):
-    """The layer called ``name`` (e.g. 'conv1'), with an error listing the layers there are."""
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-    names = ", ".join(layer.name for layer in model.layers)
-    raise ValueError(f"the model has no layer {name!r}; its layers are {names}.")
-
-
 def feature_maps(model, image: np.ndarray, names=("conv1", "conv2")) -> tuple[dict, np.ndarray]:
     """Run one image through the model layer by layer.
 
@@ -65,16 +56,8 @@ def feature_maps(model, image: np.ndarray, names=("conv1", "conv2")) -> tuple[di
     """
     from ..functional.losses import softmax
 
-    x = model.prepare_input(np.asarray(image)[None])  # (1, d, d, 1)
-    maps = {}
-    for layer in model.layers:
-        x = layer(x, training=False, keep_cache=False)
-        if layer.name in names:
-            maps[layer.name] = np.asarray(x[0])  # (H, W, filters)
-    missing = [n for n in names if n not in maps]
-    if missing:
-        conv_layer(model, missing[0])  # raises with the list of layers
-    return maps, softmax(x)[0]
+    outputs, logits = model.layer_outputs(np.asarray(image)[None], names)  # image -> batch of one
+    return {name: output[0] for name, output in outputs.items()}, softmax(logits)[0]
 
 
 def top_predictions(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]:

@@ -165,15 +165,9 @@ class _Service:
 
     def analyze(self, image: np.ndarray) -> dict:
         """(d, d) network input -> top classes, probabilities and every Conv2D's output."""
-        prepare_input = getattr(self.model, "prepare_input", None)
-        x = prepare_input(image[None]) if prepare_input else image[None, :, :, None]  # (1, d, d, 1)
-        maps = []
         with self._model_lock:
-            for layer in self.model.layers:
-                x = layer(x, training=False, keep_cache=False)
-                if layer.name in self.conv_layers:
-                    maps.append((layer.name, x[0]))  # (H, W, C) after the layer's activation
-        logits = x.reshape(1, -1)  # (1, K)
+            outputs, logits = self.model.layer_outputs(image[None], self.conv_layers)  # a batch of one
+        maps = [(name, outputs[name][0]) for name in self.conv_layers]  # (H, W, C) after the activation
         probs = softmax(logits.astype(np.float64))[0]
         top = np.argsort(-probs, kind="stable")[:TOP_K]
         return {
