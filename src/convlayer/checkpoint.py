@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import optimizers as optimizers_mod
+from .fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 FORMAT = "convlayer-checkpoint"
 VERSION = 1
@@ -32,30 +32,6 @@ class Checkpoint:
     optimizer: optimizers_mod.Optimizer | None = None
     training_state: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
-
-
-def atomic_write_bytes(path, write) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save(path, model, *, optimizer=None, training_state=None, meta=None) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from .fileio import atomic_write_text
 from . import optimizers as optimizers_mod
 from .models import Callback, MNISTModel
 
@@ -124,7 +125,7 @@ def write_log(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    ckpt.atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def read_log(path) -> list[dict]:

@@ -16,7 +16,8 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from .idx import GZIP_MAGIC, atomic_writer
+from ..fileio import atomic_writer
+from .idx import GZIP_MAGIC
 
 DEFAULT_TIMEOUT_S = 30.0
 USER_AGENT = "convlayer-datasets (+https://pypi.org/project/convlayer/)"

@@ -9,16 +9,15 @@ because downloads and renamed copies often lie about their suffix.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import os
-import secrets
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 import numpy as np
+
+from ..fileio import atomic_writer
 
 __all__ = ["IDXError", "read_idx", "write_idx"]
 
@@ -177,31 +176,9 @@ def write_idx(path: str | os.PathLike, array) -> Path:
     data = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path) as (out, _):
         out.write(data)
     return path
-
-
-@contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
-    """Yield ``(file, temp_path)`` for a temp file beside ``path``; on success it replaces ``path``.
-
-    Any exception inside the block deletes the temp file and propagates.
-    """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
-    # os.open with 0o666 (not mkstemp's 0o600) so the final file gets the usual umask permissions.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out, temp
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 def _gunzip(data: bytes, path) -> bytes:

@@ -353,7 +353,7 @@ def frame_paths(out, count: int, fmt: str) -> list[Path]:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    from ..checkpoint import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     atomic_write_bytes(path, lambda f: f.write(data))
     return path

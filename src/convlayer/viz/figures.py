@@ -28,7 +28,7 @@ def _figure(width: float, height: float):
 
 def save_png(figure, path) -> Path:
     """Render ``figure`` to PNG at its own size (``figsize * DPI`` pixels) and write it atomically."""
-    from ..checkpoint import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
