@@ -10,6 +10,9 @@ import math
 
 import numpy as np
 
+from . import parallel
+
+MIN_PART = 1 << 16  # parameters smaller than two of these update in one piece
 
 def _check_rate(value, name, owner, *, upper=None):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
@@ -43,6 +46,18 @@ class Optimizer:
 
     def _update(self, key, param, grad):
         raise NotImplementedError
+
+    @staticmethod
+    def _elementwise(fn, param, *others) -> None:
+        """``fn(param, *others)`` on matching flat slices, split over the cores for big parameters.
+
+        Every array must have ``param``'s shape; ``param`` and the slots are updated in place.
+        """
+        if not param.flags.c_contiguous:  # reshape(-1) would copy and lose the update
+            fn(param, *others)
+            return
+        flat = [param.reshape(-1), *(np.ascontiguousarray(a).reshape(-1) for a in others)]
+        parallel.run(lambda lo, hi: fn(*(a[lo:hi] for a in flat)), param.size, min_size=MIN_PART)
 
     def _scratch(self, like):
         """A reusable work buffer of ``like``'s shape and dtype (not part of the state)."""
@@ -85,17 +100,21 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, key, param, grad):
-        lr = param.dtype.type(self.learning_rate)
+        f = param.dtype.type
+        lr, momentum = f(self.learning_rate), f(self.momentum)
         if self.momentum == 0:
-            param -= lr * grad
+            self._elementwise(lambda param, grad: np.subtract(param, lr * grad, out=param), param, grad)
             return
-        m = self._slot(key, "momentum", param)
-        m *= param.dtype.type(self.momentum)
-        m -= lr * grad
-        if self.nesterov:
-            param += param.dtype.type(self.momentum) * m - lr * grad
-        else:
-            param += m
+
+        def step(param, grad, m):
+            m *= momentum
+            m -= lr * grad
+            if self.nesterov:
+                param += momentum * m - lr * grad
+            else:
+                param += m
+
+        self._elementwise(step, param, grad, self._slot(key, "momentum", param))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -121,20 +140,24 @@ class Adam(Optimizer):
         lr_t = self.learning_rate * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
         m = self._slot(key, "m", param)
         v = self._slot(key, "v", param)
-        tmp = self._scratch(param)
         f = param.dtype.type
-        np.subtract(grad, m, out=tmp)
-        tmp *= f(1 - self.beta_1)
-        m += tmp  # m = b1 m + (1 - b1) g
-        np.multiply(grad, grad, out=tmp)
-        tmp -= v
-        tmp *= f(1 - self.beta_2)
-        v += tmp  # v = b2 v + (1 - b2) g^2
-        np.sqrt(v, out=tmp)
-        tmp += f(self.epsilon)
-        np.divide(m, tmp, out=tmp)
-        tmp *= f(lr_t)
-        param -= tmp  # w -= lr_t m / (sqrt(v) + eps), without temporaries
+        one_minus_b1, one_minus_b2, eps, lr_t = f(1 - self.beta_1), f(1 - self.beta_2), f(self.epsilon), f(lr_t)
+
+        def step(param, grad, m, v, tmp):  # in place, without temporaries
+            np.subtract(grad, m, out=tmp)
+            tmp *= one_minus_b1
+            m += tmp  # m = b1 m + (1 - b1) g
+            np.multiply(grad, grad, out=tmp)
+            tmp -= v
+            tmp *= one_minus_b2
+            v += tmp  # v = b2 v + (1 - b2) g^2
+            np.sqrt(v, out=tmp)
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= lr_t
+            param -= tmp  # w -= lr_t m / (sqrt(v) + eps)
+
+        self._elementwise(step, param, grad, m, v, self._scratch(param))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import parallel
 from .shapes import Padding2D, conv_output_size
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -232,15 +233,20 @@ def conv2d_forward(
         weights = np.concatenate([weights, bias.astype(x.dtype, copy=False).reshape(groups, 1, -1)], axis=1)
     weights = np.ascontiguousarray(weights, dtype=x.dtype)
     y = np.empty((n, *out_hw, f_out), x.dtype)
-    blocks = _im2col_blocks(xp, kernel.shape, groups, strides, dilation, out_hw, max_chunk_bytes, has_bias)
-    for (n0, n1, h0, h1), g, _, f_sl, cols in blocks:
-        y_block = y[n0:n1, h0:h1]  # (n, rows, Wo, F), contiguous
-        if groups == 1:
-            np.matmul(cols, weights[0], out=y_block.reshape(len(cols), f_out))
-        else:
-            y_block[..., f_sl] = (cols @ weights[g]).reshape(n1 - n0, h1 - h0, out_hw[1], -1)
-        if epilogue is not None and g == groups - 1:
-            epilogue(y_block)
+
+    def forward_part(n0: int, n1: int) -> None:  # images n0:n1, on one core
+        blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, strides, dilation, out_hw, max_chunk_bytes,
+                                has_bias)
+        for (b0, b1, h0, h1), g, _, f_sl, cols in blocks:
+            y_block = y[n0 + b0:n0 + b1, h0:h1]  # (n, rows, Wo, F), contiguous
+            if groups == 1:
+                np.matmul(cols, weights[0], out=y_block.reshape(len(cols), f_out))
+            else:
+                y_block[..., f_sl] = (cols @ weights[g]).reshape(b1 - b0, h1 - h0, out_hw[1], -1)
+            if epilogue is not None and g == groups - 1:
+                epilogue(y_block)
+
+    parallel.run(forward_part, n)
     if not keep_cache:
         return y, None
     cache = ConvCache(xp, (height, width), kernel, has_bias, tuple(strides), padding, tuple(dilation), groups,
@@ -266,23 +272,30 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
     dy = np.ascontiguousarray(dy, dtype=xp.dtype)
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
     has_bias = cache.has_bias
-    # With a ones column in cols, one GEMM gives dkernel and (last row) dbias together.
-    dweights = np.zeros((groups, depth + has_bias, f_out // groups), xp.dtype)  # (G, K [+ 1], Fg)
-    step = np.empty((depth + has_bias, f_out // groups), xp.dtype)
-    dxp = np.zeros(xp.shape, xp.dtype) if need_dx else None
-    dbuf = None
-    blocks = _im2col_blocks(xp, kernel.shape, groups, cache.strides, cache.dilation, out_hw, cache.max_chunk_bytes,
-                            has_bias)
-    for (n0, n1, h0, h1), g, c_sl, f_sl, cols in blocks:
-        dz = dy[n0:n1, h0:h1, :, f_sl].reshape(len(cols), -1)  # (rows, Fg)
-        np.matmul(cols.T, dz, out=step)
-        dweights[g] += step
+    dxp = np.empty(xp.shape, xp.dtype) if need_dx else None
+
+    def backward_part(n0: int, n1: int) -> np.ndarray:  # images n0:n1, on one core; their dxp is theirs alone
+        # With a ones column in cols, one GEMM gives dkernel and (last row) dbias together.
+        dweights = np.zeros((groups, depth + has_bias, f_out // groups), xp.dtype)  # (G, K [+ 1], Fg)
+        step = np.empty((depth + has_bias, f_out // groups), xp.dtype)
         if need_dx:
-            if dbuf is None or len(dbuf) < len(cols):
-                dbuf = np.empty((len(cols), depth), xp.dtype)
-            dcols = np.matmul(dz, kernel_t[g], out=dbuf[:len(cols)])  # (rows, kh*kw*Cg)
-            _col2im_add(dxp[n0:n1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
-                        cache.dilation, (h1 - h0, out_hw[1]))
+            dxp[n0:n1] = 0
+        dbuf = None
+        blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, cache.strides, cache.dilation, out_hw,
+                                cache.max_chunk_bytes, has_bias)
+        for (b0, b1, h0, h1), g, c_sl, f_sl, cols in blocks:
+            dz = dy[n0 + b0:n0 + b1, h0:h1, :, f_sl].reshape(len(cols), -1)  # (rows, Fg)
+            np.matmul(cols.T, dz, out=step)
+            dweights[g] += step
+            if need_dx:
+                if dbuf is None or len(dbuf) < len(cols):
+                    dbuf = np.empty((len(cols), depth), xp.dtype)
+                dcols = np.matmul(dz, kernel_t[g], out=dbuf[:len(cols)])  # (rows, kh*kw*Cg)
+                _col2im_add(dxp[n0 + b0:n0 + b1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
+                            cache.dilation, (h1 - h0, out_hw[1]))
+        return dweights
+
+    dweights = sum(parallel.run(backward_part, xp.shape[0]))
     dkernel = dweights[:, :depth].transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
     dbias = dweights[:, depth].reshape(f_out) if has_bias else None
     dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import parallel
 from .conv import pad_nhwc
 from .shapes import Padding2D, conv_output_size
 
@@ -57,11 +58,15 @@ def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)),
     """
     out_hw = _geometry(x.shape, pool, strides, padding)
     xp = pad_nhwc(x, padding, fill=-np.inf)
-    taps = _taps(xp, pool, strides, out_hw)
-    first = next(taps)
-    y = first.copy()
-    for tap in taps:
-        np.maximum(y, tap, out=y)
+    y = np.empty((x.shape[0], *out_hw, x.shape[3]), x.dtype)
+
+    def part(lo, hi):  # images lo:hi
+        taps = _taps(xp[lo:hi], pool, strides, out_hw)
+        np.copyto(y[lo:hi], next(taps))
+        for tap in taps:
+            np.maximum(y[lo:hi], tap, out=y[lo:hi])
+
+    parallel.run(part, len(x))
     # Backward finds the winners again from (xp, y): no argmax pass when only predicting.
     cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, (xp, y), None) if keep_cache else None
     return y, cache
@@ -78,6 +83,12 @@ def max_pool2d_backward(dy, cache: PoolCache):
     disjoint = cache.strides[0] >= cache.pool[0] and cache.strides[1] >= cache.pool[1]
     dxp = (np.empty if disjoint and _covers(xp.shape, cache) else np.zeros)(
         (n, height + top + bottom, width + left + right, c), dy.dtype)
+    parallel.run(lambda lo, hi: _route_to_winners(xp[lo:hi], y[lo:hi], dy[lo:hi], dxp[lo:hi], cache, disjoint), n)
+    return dxp[:, top:top + height, left:left + width]
+
+
+def _route_to_winners(xp, y, dy, dxp, cache: PoolCache, disjoint: bool) -> None:
+    """Add each window's gradient ``dy`` onto its first maximum in ``dxp`` (images of one part)."""
     unclaimed = None  # windows whose gradient is not routed yet (None: all of them)
     hit = np.empty(y.shape, bool)
     taps = list(zip(_taps(xp, cache.pool, cache.strides, cache.out_hw),
@@ -96,7 +107,6 @@ def max_pool2d_backward(dy, cache: PoolCache):
             np.multiply(dy, hit, out=dx_tap)  # windows do not overlap: plain writes
         else:
             dx_tap += dy * hit  # overlapping windows accumulate
-    return dxp[:, top:top + height, left:left + width]
 
 
 def _covers(padded_shape, cache) -> bool:

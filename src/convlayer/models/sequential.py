@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import optimizers as optimizers_mod
+from .. import parallel
 from ..functional.losses import accuracy, sparse_categorical_crossentropy
 from ..layers import LAYER_CLASSES, Layer
 
@@ -125,8 +126,9 @@ class Sequential:
         x = self.prepare_input(x)
         if self.input_shape is None:
             self.build((None, *np.shape(x)[1:]))
-        for layer in self.layers:
-            x = layer(x, training=training, keep_cache=keep_cache)
+        with parallel.compute():  # BLAS on one thread, parts on every core, for all layers
+            for layer in self.layers:
+                x = layer(x, training=training, keep_cache=keep_cache)
         return x
 
     def get_layer(self, name: str) -> Layer:
@@ -146,16 +148,18 @@ class Sequential:
             self.get_layer(name)  # unknown names fail before any work
         x = self.prepare_input(x)
         outputs = {}
-        for layer in self.layers:
-            x = layer(x, training=False, keep_cache=False)
-            if layer.name in names:
-                outputs[layer.name] = x
+        with parallel.compute():
+            for layer in self.layers:
+                x = layer(x, training=False, keep_cache=False)
+                if layer.name in names:
+                    outputs[layer.name] = x
         return outputs, x
 
     def backward(self, dy) -> None:
         """Backpropagate d(loss)/d(output) through every layer, storing parameter gradients."""
-        for index in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[index].backward(dy, need_input_grad=index > 0)
+        with parallel.compute():
+            for index in range(len(self.layers) - 1, -1, -1):
+                dy = self.layers[index].backward(dy, need_input_grad=index > 0)
 
     def trainable_variables(self):
         """(key, param, grad) triples for the optimizer; keys are 'layer/param'."""
@@ -175,12 +179,13 @@ class Sequential:
         """One forward/backward/update on a batch; returns (loss, accuracy)."""
         if self.optimizer is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer=...) before training.")
-        logits = self(x, training=True)
-        loss, dlogits = sparse_categorical_crossentropy(logits, y)
-        self.backward(dlogits)
-        self.optimizer.apply(self.trainable_variables())
-        for layer in self.layers:
-            layer.apply_constraints()
+        with parallel.compute():  # one BLAS setting for the whole step
+            logits = self(x, training=True)
+            loss, dlogits = sparse_categorical_crossentropy(logits, y)
+            self.backward(dlogits)
+            self.optimizer.apply(self.trainable_variables())
+            for layer in self.layers:
+                layer.apply_constraints()
         return loss + self.regularization_loss(), accuracy(logits, y)
 
     def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, validation_data=None, rng=None,
@@ -237,7 +242,9 @@ class Sequential:
         """
         x = self.prepare_input(x)
         batch_size = _check_batch_size(batch_size, f"{self.name}.predict")
-        outputs = [self(x[i:i + batch_size], training=False, keep_cache=False) for i in range(0, len(x), batch_size)]
+        with parallel.compute():
+            outputs = [self(x[i:i + batch_size], training=False, keep_cache=False)
+                       for i in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shapes((0, *x.shape[1:]))[-1][1:]), np.float32)
         return np.concatenate(outputs)
