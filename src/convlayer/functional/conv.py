@@ -99,6 +99,23 @@ def _windows_into(buf: np.ndarray, xp: np.ndarray, kernel_hw, strides, dilation,
     return cols
 
 
+def _windows_into_taps(buf: np.ndarray, xp: np.ndarray, kernel_hw, strides, dilation, out_hw) -> np.ndarray:
+    """Tap-major windows of a one-channel ``xp`` (n, Hp, Wp, 1): ``buf[(i, j), (n, ho, wo)]``; returns (rows, kh*kw).
+
+    With one channel the row-major layout copies runs of kw values; here every tap copies whole
+    image rows (measured 3.5x faster to fill). The result is a transposed view, which BLAS reads as is.
+    """
+    n = xp.shape[0]
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
+    s_n, s_h, s_w, _ = xp.strides
+    windows = as_strided(xp, (kh, kw, n, ho, wo), (s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
+    cols_t = buf[:, :n * ho * wo]  # (kh*kw [+ 1], rows)
+    item, lead = buf.itemsize, buf.strides[0]
+    target = as_strided(cols_t, windows.shape, (kw * lead, lead, ho * wo * item, wo * item, item))
+    np.copyto(target, windows)
+    return cols_t.T
+
+
 def _col2im_add(dxp: np.ndarray, dcols: np.ndarray, kernel_hw, strides, dilation, out_hw) -> None:
     """Scatter-add window gradients (n*Ho*Wo, kh*kw*C) into ``dxp`` (n, Hp, Wp, C)."""
     (kh, kw), c = kernel_hw, dxp.shape[3]
@@ -119,6 +136,16 @@ def _col2im_taps(dxp, dcols, kernel_hw, strides, dilation, out_hw) -> None:
             dxp[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw] += dwin[:, :, :, i, j]
 
 
+def _col2im_tap_major(dxp, dcols_t, kernel_hw, strides, dilation, out_hw) -> None:
+    """``_col2im_taps`` for one channel with tap-major gradients ``dcols_t`` (kh*kw, n*Ho*Wo): whole-row adds."""
+    n = dxp.shape[0]
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw, 0] += \
+                dcols_t[i * kw + j].reshape(n, ho, wo)
+
+
 def _col2im_rows_then_columns(dxp, dcols, kernel_hw, strides, dilation, out_hw) -> None:
     """Sum over kernel rows first (adds of kw*C contiguous values), then over kernel columns."""
     n, hp, _, c = dxp.shape
@@ -137,6 +164,11 @@ def _group_slices(c_in, f_out, groups):
     return [(slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)) for g in range(groups)]
 
 
+def _tap_major(c_group: int) -> bool:
+    """One input channel per group: windows are stored tap-major (see ``_windows_into_taps``)."""
+    return c_group == 1
+
+
 def _im2col_blocks(xp, kernel_shape, groups, strides, dilation, out_hw, max_bytes, ones_column):
     """Yield ``((n0, n1, h0, h1), g, c_sl, f_sl, cols)`` for every block and group of ``xp`` (N, Hp, Wp, C).
 
@@ -147,16 +179,19 @@ def _im2col_blocks(xp, kernel_shape, groups, strides, dilation, out_hw, max_byte
     depth = kh * kw * c_group
     row_bytes = out_hw[1] * (depth + 1) * xp.itemsize
     slices = _group_slices(xp.shape[3], f_out, groups)
+    tap_major = _tap_major(c_group)
+    fill = _windows_into_taps if tap_major else _windows_into
     buf = None
     for n0, n1, h0, h1 in _blocks(xp.shape[0], out_hw[0], row_bytes, max_bytes):
         rows = (n1 - n0) * (h1 - h0) * out_hw[1]
-        if buf is None or buf.shape[0] < rows:
-            buf = np.empty((rows, depth + ones_column), xp.dtype)  # (block rows, kh*kw*Cg [+ 1])
+        if buf is None or (buf.shape[1] if tap_major else buf.shape[0]) < rows:
+            shape = (depth + ones_column, rows) if tap_major else (rows, depth + ones_column)
+            buf = np.empty(shape, xp.dtype)  # (block rows, kh*kw*Cg [+ 1]) or its transpose
             if ones_column:
-                buf[:, depth] = 1
+                (buf[depth] if tap_major else buf[:, depth])[...] = 1
         xp_block = xp[n0:n1, h0 * strides[0]:]  # the padded rows this block's windows read
         for g, (c_sl, f_sl) in enumerate(slices):
-            cols = _windows_into(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
+            cols = fill(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
             yield (n0, n1, h0, h1), g, c_sl, f_sl, cols
 
 
@@ -254,21 +289,26 @@ def conv2d_forward(
     return y, cache
 
 
-def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
+def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
+                    epilogue_grad: Callable[[np.ndarray, tuple], np.ndarray] | None = None):
     """Gradients of ``conv2d_forward``.
 
     Args:
-        dy: (N, Ho, Wo, F) gradient of the loss w.r.t. the output (before any epilogue).
+        dy: (N, Ho, Wo, F) gradient of the loss w.r.t. the output.
         cache: from ``conv2d_forward``.
         need_dx: False skips the input gradient (the first layer of a network).
+        epilogue_grad: ``(dy_block, index) -> dz_block``, the backward of the forward ``epilogue``:
+            it turns a block of ``dy`` (``dy[index]``) into the gradient w.r.t. the convolution
+            output, while the block is in cache. Without it ``dy`` must be that gradient already.
 
     Returns:
         dx (N, H, W, C) or None, dkernel (kh, kw, C // groups, F), dbias (F,) or None.
     """
     xp, kernel = cache.xp, cache.kernel
     kh, kw, c_group, f_out = kernel.shape
-    groups, out_hw = cache.groups, cache.out_hw
+    groups, out_hw, strides = cache.groups, cache.out_hw, cache.strides
     depth = kh * kw * c_group
+    tap_major = _tap_major(c_group)
     dy = np.ascontiguousarray(dy, dtype=xp.dtype)
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
     has_bias = cache.has_bias
@@ -281,18 +321,27 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True):
         if need_dx:
             dxp[n0:n1] = 0
         dbuf = None
-        blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, cache.strides, cache.dilation, out_hw,
+        blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, strides, cache.dilation, out_hw,
                                 cache.max_chunk_bytes, has_bias)
         for (b0, b1, h0, h1), g, c_sl, f_sl, cols in blocks:
-            dz = dy[n0 + b0:n0 + b1, h0:h1, :, f_sl].reshape(len(cols), -1)  # (rows, Fg)
+            rows = len(cols)
+            index = (slice(n0 + b0, n0 + b1), slice(h0, h1))
+            dz = dy[index] if epilogue_grad is None else epilogue_grad(dy[index], index)
+            dz = dz[..., f_sl].reshape(rows, -1)  # (rows, Fg)
             np.matmul(cols.T, dz, out=step)
             dweights[g] += step
-            if need_dx:
-                if dbuf is None or len(dbuf) < len(cols):
-                    dbuf = np.empty((len(cols), depth), xp.dtype)
-                dcols = np.matmul(dz, kernel_t[g], out=dbuf[:len(cols)])  # (rows, kh*kw*Cg)
-                _col2im_add(dxp[n0 + b0:n0 + b1, h0 * cache.strides[0]:, :, c_sl], dcols, (kh, kw), cache.strides,
-                            cache.dilation, (h1 - h0, out_hw[1]))
+            if not need_dx:
+                continue
+            if dbuf is None or dbuf.size < rows * depth:
+                dbuf = np.empty(rows * depth, xp.dtype)
+            dxp_block = dxp[n0 + b0:n0 + b1, h0 * strides[0]:, :, c_sl]
+            geometry = ((kh, kw), strides, cache.dilation, (h1 - h0, out_hw[1]))
+            if tap_major:  # (kh*kw, rows): each tap's gradients contiguous
+                dcols_t = np.matmul(kernel_t[g].T, dz.T, out=dbuf[:rows * depth].reshape(depth, rows))
+                _col2im_tap_major(dxp_block, dcols_t, *geometry)
+            else:
+                dcols = np.matmul(dz, kernel_t[g], out=dbuf[:rows * depth].reshape(rows, depth))  # (rows, K)
+                _col2im_add(dxp_block, dcols, *geometry)
         return dweights
 
     dweights = sum(parallel.run(backward_part, xp.shape[0]))

@@ -199,16 +199,21 @@ class Conv2D(KernelLayer):
         )  # (N, Ho, Wo, F)
         pre_activation = z.copy() if keep_cache and act.needs_input else None
         y = z if fuse else self._as_output_axes(act_mod.apply(act, self._as_output_axes(z), in_place=True))
-        self._cache = (conv_cache, pre_activation, y, batch_shape) if keep_cache else None
+        self._cache = (conv_cache, pre_activation, y, batch_shape, fuse) if keep_cache else None
         return self._from_nhwc(y, batch_shape)
 
     def backward_impl(self, dy, *, need_input_grad: bool = True):
-        conv_cache, pre_activation, y, batch_shape = self._cache
+        conv_cache, pre_activation, y, batch_shape, fused = self._cache
         dy_nhwc, _ = self._to_nhwc(dy)
-        view = self._as_output_axes
-        dz = view(self.activation.backward(view(dy_nhwc), None if pre_activation is None else view(pre_activation),
-                                           view(y)))
-        dx, dkernel, dbias = conv2d_backward(dz, conv_cache, need_dx=need_input_grad)
+        act = self.activation
+        if fused:  # the element-wise activation's backward runs on each block inside conv2d_backward
+            dx, dkernel, dbias = conv2d_backward(dy_nhwc, conv_cache, need_dx=need_input_grad,
+                                                 epilogue_grad=lambda dy_block, index: act.backward(dy_block, None,
+                                                                                                    y[index]))
+        else:
+            view = self._as_output_axes
+            dz = view(act.backward(view(dy_nhwc), None if pre_activation is None else view(pre_activation), view(y)))
+            dx, dkernel, dbias = conv2d_backward(dz, conv_cache, need_dx=need_input_grad)
         self._store_grad("kernel", dkernel)
         if self.use_bias:
             self._store_grad("bias", dbias)
