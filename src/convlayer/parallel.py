@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
+from . import memory
+
 T = TypeVar("T")
 
 try:
@@ -72,8 +74,10 @@ def compute():
     """Hold BLAS to one thread for the block, so parts can run on every core.
 
     Nestable; cheap (about 10 us) to enter. Outside any block BLAS keeps the caller's setting.
+    The first call also asks the allocator to keep freed memory (see ``convlayer.memory``).
     """
     global _depth, _limiter
+    memory.keep_freed_memory()
     if get_num_threads() == 1 or getattr(_worker, "active", False):
         yield
         return
@@ -126,6 +130,7 @@ def run(fn: Callable[[int, int], T], n: int, *, parts: int | None = None, min_si
         parts = 1
     parts = max(1, min(parts, n // max(min_size, 1)))
     if parts == 1 or ThreadpoolController is None:
+        memory.keep_freed_memory()
         return [fn(0, n)]
     ranges = split(n, parts)
     with compute():
