@@ -42,15 +42,17 @@ def conv_flops(batch, h, w, c, f, k, s):
     return 2 * batch * ho * wo * f * k * k * c
 
 
-SETTLE_S = 0.25  # idle time between frameworks: their worker threads spin-wait after each call
+WARM_S = 0.2  # untimed work before each timing, so every framework is timed in steady state
 
 
 def interleaved(funcs: dict, repeats: int, warmup: int = 2) -> dict:
     """Median seconds of each callable, running them round-robin.
 
-    OpenMP (PyTorch, oneDNN) and OpenBLAS worker threads keep spinning for a while after a
-    call returns; a short pause, then one untimed call, before each timing keeps one
-    framework's spinning threads from stealing the cores of the next, and measures each warm.
+    Before each timing a framework runs untimed for ``WARM_S``: by then the previous
+    framework's OpenMP/OpenBLAS threads have stopped spin-waiting (they spin for up to
+    ~200 ms after a call), and the cores and caches are busy with this framework's work,
+    as in a training loop. (Pausing instead lets this VM's idle cores slow down: a
+    convolution timed right after a 0.25 s pause took 1.5x as long as back to back.)
     """
     for f in funcs.values():
         for _ in range(warmup):
@@ -58,8 +60,10 @@ def interleaved(funcs: dict, repeats: int, warmup: int = 2) -> dict:
     times = {name: [] for name in funcs}
     for _ in range(repeats):
         for name, f in funcs.items():
-            time.sleep(SETTLE_S)
-            f()  # untimed: wakes this framework's threads and caches after the pause
+            deadline = time.perf_counter() + WARM_S
+            f()
+            while time.perf_counter() < deadline:
+                f()
             start = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - start)
@@ -132,7 +136,9 @@ def layer_callables(case, tf, torch):
             tape.watch(x_tf)
             out = tf_layer(x_tf)
             loss = tf.reduce_sum(out * dy_tf)
-        return tape.gradient(loss, [x_tf, *tf_layer.trainable_variables])
+        # Return the output too: the gradients alone do not depend on it, and TensorFlow's graph
+        # optimizer would then drop the forward convolution from the timing.
+        return out, tape.gradient(loss, [x_tf, *tf_layer.trainable_variables])
 
     return {
         "forward": {"convlayer": ours_fwd, "torch NCHW": lambda: torch_run(x_nchw, weight, dy_t, False),
