@@ -158,3 +158,25 @@ def test_repeated_calls_reuse_memory_instead_of_page_faulting():
         work()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 100, f"{faults} page faults in 4 warm rounds"  # 500-800 per step without it
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_optimizer_chunks_and_parts_equal_one_whole_update(threads, monkeypatch, name):
+    """A parameter bigger than a chunk, split over cores and chunks, updates exactly as in one piece."""
+    from convlayer import optimizers
+
+    rng = np.random.default_rng(0)
+    param0 = rng.standard_normal((700, 1000), dtype=np.float32)  # 700k values: several chunks
+    grads = [rng.standard_normal(param0.shape, dtype=np.float32) for _ in range(3)]
+    results = []
+    for count, chunk in ((1, 1 << 30), (2, optimizers.CHUNK), (3, 12345)):
+        threads(count)
+        monkeypatch.setattr(optimizers, "CHUNK", chunk)
+        opt = optimizers.get(name, momentum=0.9) if name == "sgd" else optimizers.get(name)
+        param = param0.copy()
+        for grad in grads:
+            opt.apply([("w", param, grad)])
+        results.append(param)
+    assert not np.array_equal(results[0], param0)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)  # element-wise math: bit-identical

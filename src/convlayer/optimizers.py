@@ -13,6 +13,7 @@ import numpy as np
 from . import parallel
 
 MIN_PART = 1 << 16  # parameters smaller than two of these update in one piece
+CHUNK = 1 << 18  # elements per chunk of an update: 1 MB of each array stays in cache (measured best)
 
 def _check_rate(value, name, owner, *, upper=None):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
@@ -57,7 +58,12 @@ class Optimizer:
             fn(param, *others)
             return
         flat = [param.reshape(-1), *(np.ascontiguousarray(a).reshape(-1) for a in others)]
-        parallel.run(lambda lo, hi: fn(*(a[lo:hi] for a in flat)), param.size, min_size=MIN_PART)
+
+        def part(lo, hi):  # in cache-sized chunks: each array is read from memory once, not once per operation
+            for start in range(lo, hi, CHUNK):
+                fn(*(a[start:min(start + CHUNK, hi)] for a in flat))
+
+        parallel.run(part, param.size, min_size=MIN_PART)
 
     def _scratch(self, like):
         """A reusable work buffer of ``like``'s shape and dtype (not part of the state)."""
