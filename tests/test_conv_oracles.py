@@ -453,7 +453,10 @@ def test_random_configs_match_oracles(config, seed):
 
 @pytest.mark.parametrize("kernel_hw, strides, dilation", [((5, 5), (1, 1), (1, 1)), ((4, 6), (2, 3), (1, 2)),
                                                           ((3, 2), (1, 2), (3, 1)), ((7, 7), (3, 1), (2, 1))])
-def test_both_col2im_strategies_agree(kernel_hw, strides, dilation, rng):
+def test_all_col2im_strategies_agree(kernel_hw, strides, dilation, rng):
+    """Taps, rows-then-columns and the compiled loop (into a block of a bigger array) give the same sums."""
+    from convlayer.functional import kernels
+
     n, c, out_hw = 2, 9, (4, 5)
     hp = (out_hw[0] - 1) * strides[0] + (kernel_hw[0] - 1) * dilation[0] + 2  # one spare row and column
     wp = (out_hw[1] - 1) * strides[1] + (kernel_hw[1] - 1) * dilation[1] + 2
@@ -463,3 +466,9 @@ def test_both_col2im_strategies_agree(kernel_hw, strides, dilation, rng):
     conv_mod._col2im_rows_then_columns(by_passes, dcols, kernel_hw, strides, dilation, out_hw)
     np.testing.assert_allclose(by_passes, by_taps, rtol=1e-12, atol=1e-12)
     assert np.count_nonzero(by_taps[:, -1]) == 0 and np.count_nonzero(by_taps[:, :, -1]) == 0
+    # The compiled loop writes a block at an offset (images 1-2, from row 3, channels 4-12) of a larger array.
+    whole = np.zeros((4, hp + 3, wp, c + 6))
+    kernels.col2im_add(whole, 1, 3, 4, dcols, n, *kernel_hw, *strides, *dilation, *out_hw)
+    np.testing.assert_allclose(whole[1:3, 3:, :, 4:4 + c], by_taps, rtol=1e-12, atol=1e-12)
+    whole[1:3, 3:, :, 4:4 + c] = 0
+    assert np.count_nonzero(whole) == 0  # nothing outside the block

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import parallel
+from . import kernels
 from .conv import pad_nhwc
 from .shapes import Padding2D, conv_output_size
 
@@ -61,6 +62,9 @@ def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)),
     y = np.empty((x.shape[0], *out_hw, x.shape[3]), x.dtype)
 
     def part(lo, hi):  # images lo:hi
+        if kernels.enabled():
+            kernels.max_pool(xp[lo:hi], y[lo:hi], *pool, *strides)
+            return
         taps = _taps(xp[lo:hi], pool, strides, out_hw)
         np.copyto(y[lo:hi], next(taps))
         for tap in taps:
@@ -81,9 +85,13 @@ def max_pool2d_backward(dy, cache: PoolCache):
     (top, bottom), (left, right) = cache.padding
     xp, y = cache.winners
     disjoint = cache.strides[0] >= cache.pool[0] and cache.strides[1] >= cache.pool[1]
-    dxp = (np.empty if disjoint and _covers(xp.shape, cache) else np.zeros)(
-        (n, height + top + bottom, width + left + right, c), dy.dtype)
-    parallel.run(lambda lo, hi: _route_to_winners(xp[lo:hi], y[lo:hi], dy[lo:hi], dxp[lo:hi], cache, disjoint), n)
+    write_all = disjoint and _covers(xp.shape, cache)  # every padded pixel is written: no zeroing needed
+    dxp = (np.empty if write_all else np.zeros)((n, height + top + bottom, width + left + right, c), dy.dtype)
+    if kernels.enabled():
+        parallel.run(lambda lo, hi: kernels.max_pool_backward(xp[lo:hi], y[lo:hi], dy[lo:hi], dxp[lo:hi],
+                                                              *cache.pool, *cache.strides, write_all), n)
+    else:
+        parallel.run(lambda lo, hi: _route_to_winners(xp[lo:hi], y[lo:hi], dy[lo:hi], dxp[lo:hi], cache, disjoint), n)
     return dxp[:, top:top + height, left:left + width]
 
 

@@ -1,0 +1,84 @@
+"""The compiled loops (numba) and the NumPy code they replace give the same results.
+
+The oracle tests run with the compiled loops on; here each loop is checked against the
+NumPy path, so both are proven: col2im through whole convolution backward passes, max
+pooling with ties, NaN, padding and overlapping windows.
+"""
+
+import numpy as np
+import pytest
+
+from convlayer.functional import conv2d_backward, conv2d_forward, kernels
+from convlayer.functional.pool import max_pool2d_backward, max_pool2d_forward
+
+assert kernels.AVAILABLE, "numba is part of the test install (convlayer[fast]); the kernels must be tested"
+
+
+@pytest.fixture
+def both():
+    """Run a function with the compiled loops off, then on; return both results."""
+    before = kernels.enabled()
+
+    def run(fn):
+        out = []
+        for flag in (False, True):
+            kernels.set_enabled(flag)
+            out.append(fn())
+        return out
+
+    yield run
+    kernels.set_enabled(before)
+
+
+@pytest.mark.parametrize("kernel, strides, padding, dilation, groups", [
+    ((3, 3, 16, 8), (2, 2), ((0, 1), (0, 1)), (1, 1), 1),  # the strided benchmark layer, small
+    ((5, 5, 8, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+    ((2, 3, 3, 4), (3, 2), ((1, 0), (2, 1)), (2, 1), 1),
+    ((3, 3, 2, 6), (1, 2), ((1, 1), (0, 2)), (1, 2), 3),
+])
+def test_conv_backward_is_the_same_with_and_without_compiled_loops(both, kernel, strides, padding, dilation, groups):
+    rng = np.random.default_rng(0)
+    c_in = kernel[2] * groups
+    x = rng.standard_normal((5, 11, 10, c_in), dtype=np.float32)
+    w = rng.standard_normal(kernel, dtype=np.float32)
+    y, cache = conv2d_forward(x, w, None, strides=strides, padding=padding, dilation=dilation, groups=groups,
+                              max_chunk_bytes=3000)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    plain, compiled = both(lambda: conv2d_backward(dy, cache)[0])
+    np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-5)
+
+
+def _pool_input(rng, shape):
+    x = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)  # ReLU output: many tied zeros
+    x[0, :2, :2, 0] = 0.5  # a window of equal values
+    x[1, 0, 0, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("pool, strides, padding", [
+    ((2, 2), (2, 2), ((0, 0), (0, 0))),  # the lesson's pooling: windows tile the input
+    ((3, 3), (2, 2), ((1, 1), (1, 1))),  # overlapping, padded
+    ((2, 3), (3, 2), ((0, 1), (1, 0))),  # gaps between windows
+])
+def test_max_pooling_is_the_same_with_and_without_compiled_loops(both, pool, strides, padding):
+    rng = np.random.default_rng(1)
+    x = _pool_input(rng, (3, 9, 10, 4))
+
+    def forward_backward():
+        y, cache = max_pool2d_forward(x, pool, strides, padding)
+        dy = np.random.default_rng(2).standard_normal(y.shape, dtype=np.float32)
+        return y, max_pool2d_backward(dy, cache)
+
+    (y0, dx0), (y1, dx1) = both(forward_backward)
+    np.testing.assert_array_equal(y1, y0)  # NaN compares equal here, and must be at the same place
+    if strides[0] >= pool[0] and strides[1] >= pool[1]:
+        np.testing.assert_array_equal(dx1, dx0)  # each input gets at most one window's gradient
+    else:  # overlapping windows sum their gradients, in another order
+        np.testing.assert_allclose(dx1, dx0, rtol=1e-6, atol=1e-7)
+    assert np.isnan(y1).any()
+
+
+def test_the_switch_refuses_to_enable_without_numba(monkeypatch):
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    with pytest.raises(RuntimeError, match="need numba"):
+        kernels.set_enabled(True)
