@@ -49,6 +49,20 @@ def pad_nhwc(x: np.ndarray, padding: Padding2D, mode: str = "zeros", fill: float
     return np.pad(x, widths, mode=_NUMPY_PAD_MODES[mode])
 
 
+def _pad_into(out: np.ndarray, x: np.ndarray, padding: Padding2D, mode: str) -> None:
+    """``out[...] = pad_nhwc(x, padding, mode)`` without the temporary for zero padding."""
+    if mode != "zeros":
+        out[...] = pad_nhwc(x, padding, mode)
+        return
+    (top, bottom), (left, right) = padding
+    height, width = x.shape[1:3]
+    out[:, :top] = 0
+    out[:, top + height:] = 0
+    out[:, top:top + height, :left] = 0
+    out[:, top:top + height, left + width:] = 0
+    out[:, top:top + height, left:left + width] = x
+
+
 def pad_nhwc_backward(dxp: np.ndarray, in_hw: tuple[int, int], padding: Padding2D, mode: str) -> np.ndarray:
     """Gradient of ``pad_nhwc``: fold each padded pixel's gradient back onto its source."""
     (top, bottom), (left, right) = padding
@@ -268,7 +282,8 @@ def conv2d_forward(
               conv_output_size(width, kw, strides[1], dilation[1], (left, right)))
     assert min(out_hw) > 0 and c_group * groups == c_in, "callers validate the geometry"
     max_chunk_bytes = max_chunk_bytes or MAX_CHUNK_BYTES
-    xp = pad_nhwc(x, padding, padding_mode)  # (N, Hp, Wp, C)
+    padded = any(padding[0]) or any(padding[1])
+    xp = np.empty((n, height + top + bottom, width + left + right, c_in), x.dtype) if padded else x  # (N, Hp, Wp, C)
     depth = kh * kw * c_group
     has_bias = bias is not None
     # [kernel; bias] per group: (groups, kh*kw*Cg + 1, Fg); the ones column of cols picks up the bias.
@@ -279,6 +294,8 @@ def conv2d_forward(
     y = np.empty((n, *out_hw, f_out), x.dtype)
 
     def forward_part(n0: int, n1: int) -> None:  # images n0:n1, on one core
+        if padded:
+            _pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
         blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, strides, dilation, out_hw, max_chunk_bytes,
                                 has_bias)
         for (b0, b1, h0, h1), g, _, f_sl, cols in blocks:
