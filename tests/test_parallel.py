@@ -20,7 +20,8 @@ def threads():
 
 
 def blas_threads():
-    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    """Thread counts of NumPy's BLAS (the one convlayer's GEMMs call)."""
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
 
 
 @pytest.mark.parametrize("n, parts", [(0, 2), (1, 2), (5, 2), (7, 3), (4, 8)])
@@ -55,6 +56,7 @@ def test_run_propagates_a_part_error_after_all_parts_finish(threads):
 def test_compute_holds_blas_to_one_thread_and_restores_it(threads):
     threads(2)
     before = blas_threads()
+    assert before, "NumPy's BLAS not found by threadpoolctl"
     with parallel.compute():
         with parallel.compute():  # nested: still one thread
             assert blas_threads() == [1] * len(before)

@@ -61,11 +61,16 @@ def set_num_threads(threads: int) -> None:
 
 
 def _blas_controller():
+    """threadpoolctl's handle on the BLAS that NumPy calls (other BLAS copies in the process are left alone)."""
     global _controller
     if _controller is None:
         import numpy  # noqa: F401  (loads NumPy's BLAS so threadpoolctl can find it)
 
-        _controller = ThreadpoolController()
+        everything = ThreadpoolController()
+        blas = [lib.filepath for lib in everything.lib_controllers if lib.user_api == "blas"]
+        numpy_blas = [path for path in blas if "numpy" in path] or blas  # wheels bundle it under numpy.libs
+        _controller = everything.select(filepath=numpy_blas)
+        _controller.limit(limits=1, user_api="blas").restore_original_limits()  # fails here, not mid-step
     return _controller
 
 

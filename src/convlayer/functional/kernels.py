@@ -8,23 +8,19 @@ strided layer). Only where they win: one-channel col2im (tap-major whole-row add
 Adam (a scalar loop LLVM does not vectorize, since its arrays might alias) stay in NumPy,
 which was as fast or faster. The GEMMs stay in NumPy's BLAS.
 
-numba comes with the ``fast`` extra. Without it, or with ``CONVLAYER_NUMBA=0`` in the
-environment, or after ``set_enabled(False)``, the NumPy code runs instead; the tests run
-both and check they agree.
+numba comes with the ``fast`` extra and is imported on first use. Without it, or with
+``CONVLAYER_NUMBA=0`` in the environment, or after ``set_enabled(False)``, the NumPy code
+runs instead; the tests run both and check they agree.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - exercised by installs without the 'fast' extra
-    numba = None
-
-AVAILABLE = numba is not None
+AVAILABLE = importlib.util.find_spec("numba") is not None
 _enabled = AVAILABLE and os.environ.get("CONVLAYER_NUMBA", "1") != "0"
 
 
@@ -42,9 +38,21 @@ def set_enabled(flag: bool) -> None:
 
 
 def _jit(fn):
-    # nogil: convlayer.parallel runs these on several threads at once. No fastmath: results
-    # must match the NumPy path (IEEE order, no fused multiply-adds).
-    return numba.njit(nogil=True, cache=True)(fn) if AVAILABLE else fn
+    """Compile ``fn`` on its first call. numba (and LLVM, ~100 MB) is imported only then."""
+    compiled = None
+
+    def call(*args):
+        nonlocal compiled
+        if compiled is None:
+            import numba
+
+            # nogil: convlayer.parallel runs these on several threads at once. No fastmath:
+            # results must match the NumPy path (IEEE order, no fused multiply-adds).
+            compiled = numba.njit(nogil=True, cache=True)(fn)
+        return compiled(*args)
+
+    call.__name__, call.__doc__, call.__wrapped__ = fn.__name__, fn.__doc__, fn
+    return call
 
 
 @_jit
