@@ -97,38 +97,33 @@ def _blocks(n: int, out_h: int, row_bytes: int, max_bytes: int):
             yield n0, n0 + 1, h0, min(h0 + rows, out_h)
 
 
-def _windows_into(buf: np.ndarray, xp: np.ndarray, kernel_hw, strides, dilation, out_hw) -> np.ndarray:
-    """Copy the windows of ``xp`` (n, Hp, Wp, C) into ``buf``'s first kh*kw*C columns; return the used rows.
+def _window_views(xp: np.ndarray, buf: np.ndarray, c_group: int, kernel_hw, strides, dilation, out_hw, block_hw,
+                  tap_major: bool):
+    """(windows, room): strided views of every window of ``xp`` (N, Hp, Wp, C) and of ``buf`` as cols.
 
-    ``buf`` is (>= n*Ho*Wo, depth) with depth >= kh*kw*C; rows are (n, ho, wo), columns (kh, kw, C).
+    A block's windows are copied by slicing both: ``room[:n, :h] <- windows[n0:n1, h0:h1, ..., c_sl]``.
+    Row-major: windows (N, Ho, Wo, kh, kw, C); room (n_max, h_max, Wo, kh, kw, Cg) over buf
+    (rows, depth [+ 1]), rows (n, ho, wo) and columns (kh, kw, Cg).
+    Tap-major (one channel per group): windows (kh, kw, N, Ho, Wo, C); room (kh, kw, n_max, h_max, Wo)
+    over buf (depth [+ 1], rows). With one channel the row-major copy moves runs of kw values;
+    here every tap moves whole image rows (measured 3.5x faster to fill).
+    The views are made once per call: NumPy's as_strided costs about as much as copying a block.
     """
-    n, _, _, c = xp.shape
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo), (n_max, h_max) = kernel_hw, strides, dilation, out_hw, block_hw
     s_n, s_h, s_w, s_c = xp.strides
-    windows = as_strided(xp, (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
-    cols = buf[:n * ho * wo]
     item = buf.itemsize
-    row = buf.shape[1] * item
-    target = as_strided(cols, windows.shape, (ho * wo * row, wo * row, row, kw * c * item, c * item, item))
-    np.copyto(target, windows)  # (n, Ho, Wo, kh, kw, C) -> rows of cols
-    return cols
-
-
-def _windows_into_taps(buf: np.ndarray, xp: np.ndarray, kernel_hw, strides, dilation, out_hw) -> np.ndarray:
-    """Tap-major windows of a one-channel ``xp`` (n, Hp, Wp, 1): ``buf[(i, j), (n, ho, wo)]``; returns (rows, kh*kw).
-
-    With one channel the row-major layout copies runs of kw values; here every tap copies whole
-    image rows (measured 3.5x faster to fill). The result is a transposed view, which BLAS reads as is.
-    """
-    n = xp.shape[0]
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
-    s_n, s_h, s_w, _ = xp.strides
-    windows = as_strided(xp, (kh, kw, n, ho, wo), (s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
-    cols_t = buf[:, :n * ho * wo]  # (kh*kw [+ 1], rows)
-    item, lead = buf.itemsize, buf.strides[0]
-    target = as_strided(cols_t, windows.shape, (kw * lead, lead, ho * wo * item, wo * item, item))
-    np.copyto(target, windows)
-    return cols_t.T
+    if tap_major:
+        windows = as_strided(xp, (kh, kw, xp.shape[0], ho, wo, xp.shape[3]),
+                             (s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw, s_c))
+        lead = buf.strides[0]
+        room = as_strided(buf, (kh, kw, n_max, h_max, wo), (kw * lead, lead, h_max * wo * item, wo * item, item))
+    else:
+        windows = as_strided(xp, (xp.shape[0], ho, wo, kh, kw, xp.shape[3]),
+                             (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+        row = buf.strides[0]
+        room = as_strided(buf, (n_max, h_max, wo, kh, kw, c_group),
+                          (h_max * wo * row, wo * row, row, kw * c_group * item, c_group * item, item))
+    return windows, room
 
 
 def _col2im_add(dxp: np.ndarray, origin, n: int, dcols: np.ndarray, kernel_hw, strides, dilation, out_hw) -> None:
@@ -188,7 +183,7 @@ def _group_slices(c_in, f_out, groups):
 
 
 def _tap_major(c_group: int) -> bool:
-    """One input channel per group: windows are stored tap-major (see ``_windows_into_taps``)."""
+    """One input channel per group: windows are stored tap-major (see ``_window_views``)."""
     return c_group == 1
 
 
@@ -203,18 +198,26 @@ def _im2col_blocks(xp, kernel_shape, groups, strides, dilation, out_hw, max_byte
     row_bytes = out_hw[1] * (depth + 1) * xp.itemsize
     slices = _group_slices(xp.shape[3], f_out, groups)
     tap_major = _tap_major(c_group)
-    fill = _windows_into_taps if tap_major else _windows_into
-    buf = None
-    for n0, n1, h0, h1 in _blocks(xp.shape[0], out_hw[0], row_bytes, max_bytes):
-        rows = (n1 - n0) * (h1 - h0) * out_hw[1]
-        if buf is None or (buf.shape[1] if tap_major else buf.shape[0]) < rows:
-            shape = (depth + ones_column, rows) if tap_major else (rows, depth + ones_column)
-            buf = np.empty(shape, xp.dtype)  # (block rows, kh*kw*Cg [+ 1]) or its transpose
-            if ones_column:
-                (buf[depth] if tap_major else buf[:, depth])[...] = 1
-        xp_block = xp[n0:n1, h0 * strides[0]:]  # the padded rows this block's windows read
+    blocks = list(_blocks(xp.shape[0], out_hw[0], row_bytes, max_bytes))
+    if not blocks:  # no images
+        return
+    n0, n1, h0, h1 = blocks[0]  # the biggest block
+    block_hw = (n1 - n0, h1 - h0)
+    rows_max = block_hw[0] * block_hw[1] * out_hw[1]
+    buf = np.empty((depth + ones_column, rows_max) if tap_major else (rows_max, depth + ones_column), xp.dtype)
+    if ones_column:
+        (buf[depth] if tap_major else buf[:, depth])[...] = 1
+    windows, room = _window_views(xp, buf, c_group, (kh, kw), strides, dilation, out_hw, block_hw, tap_major)
+    for n0, n1, h0, h1 in blocks:
+        n, h = n1 - n0, h1 - h0
+        rows = n * h * out_hw[1]
         for g, (c_sl, f_sl) in enumerate(slices):
-            cols = fill(buf, xp_block[..., c_sl], (kh, kw), strides, dilation, (h1 - h0, out_hw[1]))
+            if tap_major:
+                np.copyto(room[:, :, :n, :h], windows[:, :, n0:n1, h0:h1, :, g])
+                cols = buf[:, :rows].T  # (rows, kh*kw [+ 1]), a transposed view BLAS reads as is
+            else:
+                np.copyto(room[:n, :h], windows[n0:n1, h0:h1, ..., c_sl])
+                cols = buf[:rows]
             yield (n0, n1, h0, h1), g, c_sl, f_sl, cols
 
 
