@@ -395,3 +395,15 @@ def test_torch_padding_for_padding_modes():
 def test_compat_errors(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_an_empty_batch_gives_empty_outputs_and_gradients(groups):
+    from convlayer.layers import Conv2D
+
+    layer = Conv2D(4, 3, padding="same", groups=groups, seed=0)
+    y = layer(np.zeros((0, 5, 5, 2), np.float32))
+    assert y.shape == (0, 5, 5, 4)
+    assert layer.backward(np.zeros(y.shape, np.float32)).shape == (0, 5, 5, 2)
+    dkernel, dbias = layer.get_gradients()
+    assert not dkernel.any() and not dbias.any()
