@@ -11,7 +11,13 @@ holds a few MB (``max_chunk_bytes``), so the copy and the GEMM that reads it sta
 CPU cache, and memory stays bounded for any batch or image size. Backward walks the same
 blocks: it rebuilds each block's windows (cheaper than keeping them all), accumulates
 ``[dkernel; dbias] += cols.T @ dy`` and scatters ``dy @ kernel.T`` back onto the padded
-input (col2im), with whole-block adds per kernel tap or per kernel row and column.
+input (col2im: a compiled loop, or whole-block NumPy adds per kernel tap or per kernel
+row and column). One-channel inputs keep their windows tap-major (the transpose), so each
+copy and add moves whole image rows.
+
+The batch is split into one part per core (``convlayer.parallel``); each part pads, copies
+and multiplies its own images with its own buffer, and backward sums the parts' kernel
+gradients. Images never share a block, so parts never write to the same memory.
 """
 
 from __future__ import annotations
