@@ -182,3 +182,18 @@ def test_optimizer_chunks_and_parts_equal_one_whole_update(threads, monkeypatch,
     assert not np.array_equal(results[0], param0)
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)  # element-wise math: bit-identical
+
+
+def test_a_forked_child_gets_a_working_pool(threads):
+    """After fork the parent's pool threads do not exist in the child; work must still run there."""
+    import multiprocessing
+
+    threads(2)
+    parallel.run(lambda lo, hi: None, 4)  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply_async(_parts_in_child).get(timeout=60) == [(0, 2), (2, 4)]
+
+
+def _parts_in_child():
+    return parallel.run(lambda lo, hi: (lo, hi), 4)

@@ -100,6 +100,16 @@ def compute():
                 _limiter = None
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: start a fresh pool there on demand."""
+    global _pool, _depth, _limiter, _lock
+    _pool, _depth, _limiter, _lock = None, 0, None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _mark_worker() -> None:
     _worker.active = True
 

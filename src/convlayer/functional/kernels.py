@@ -48,7 +48,10 @@ def _jit(fn):
 
             # nogil: convlayer.parallel runs these on several threads at once. No fastmath:
             # results must match the NumPy path (IEEE order, no fused multiply-adds).
-            compiled = numba.njit(nogil=True, cache=True)(fn)
+            try:
+                compiled = numba.njit(nogil=True, cache=True)(fn)
+            except RuntimeError:  # no writable cache location: compile on every run instead
+                compiled = numba.njit(nogil=True)(fn)
         return compiled(*args)
 
     call.__name__, call.__doc__, call.__wrapped__ = fn.__name__, fn.__doc__, fn
