@@ -133,3 +133,18 @@ def test_console_script_help_and_no_traceback():
         assert result.returncode == 0 and "usage: convlayer" in result.stdout
     result = subprocess.run([exe, "evaluate", "/nonexistent.npz"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_threads_option_sets_the_split_and_refuses_zero(digits_run, capsys):
+    from convlayer import parallel
+
+    before = parallel.get_num_threads()
+    try:
+        assert main(["--threads", "1", "evaluate", str(digits_run / "best.npz"), "--json"]) == 0
+        assert parallel.get_num_threads() == 1
+        assert "accuracy" in capsys.readouterr().out
+    finally:
+        parallel.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        main(["--threads", "0", "evaluate", str(digits_run / "best.npz")])
+    assert "positive integer" in capsys.readouterr().err

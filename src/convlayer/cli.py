@@ -237,6 +237,8 @@ def cmd_datasets(args):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="The lesson's CNN and its convolution layer, on NumPy.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('convlayer').__version__}")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="cores to split the work over (default: all this process may use)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -300,6 +302,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .checkpoint import CheckpointError
+
+    if args.threads is not None:
+        from . import parallel
+
+        parallel.set_num_threads(args.threads)
 
     try:
         return args.func(args) or 0
