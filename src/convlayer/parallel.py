@@ -49,12 +49,15 @@ def get_num_threads() -> int:
 def set_num_threads(threads: int) -> None:
     """Split work into ``threads`` parts; 1 runs everything in the calling thread."""
     global _threads, _pool
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"set_num_threads expects a positive int, got {threads!r}.")
+    import numpy as np
+
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"set_num_threads expects a positive int (1: everything in the calling thread), "
+                         f"got {threads!r}.")
     with _lock:
         if _depth:
             raise RuntimeError("set_num_threads cannot change the thread count inside compute(); call it before.")
-        _threads = threads
+        _threads = int(threads)
         if _pool is not None:
             _pool.shutdown(wait=True)
             _pool = None
