@@ -135,7 +135,7 @@ def test_config_round_trip(overrides, rng):
     assert clone.get_config() == config
     channels_first = layer.data_format == "channels_first"
     x = rng.standard_normal((2, 4, 7, 8) if channels_first else (2, 7, 8, 4))
-    y = layer(x)
+    layer(x)
     clone.build(x.shape)
     for a, b in zip(layer.get_weights(), clone.get_weights()):  # same seed: same initial weights
         np.testing.assert_array_equal(a, b)

@@ -8,7 +8,6 @@ so an interrupted save never leaves a half-written checkpoint under the real nam
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -12,7 +12,6 @@ import math
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 

@@ -15,6 +15,7 @@ from . import parallel
 MIN_PART = 1 << 16  # parameters smaller than two of these update in one piece
 CHUNK = 1 << 18  # elements per chunk of an update: 1 MB of each array stays in cache (measured best)
 
+
 def _check_rate(value, name, owner, *, upper=None):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
             or (upper is not None and value >= upper):

@@ -112,7 +112,7 @@ class Sequential:
         widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(3)]
         line = "-" * sum(widths)
         fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-        trainable = sum(l.count_params() for l in self.layers if l.trainable)
+        trainable = sum(layer.count_params() for layer in self.layers if layer.trainable)
         return "\n".join([f'Model: "{self.name}"', line, fmt(head), "=" * sum(widths), *map(fmt, rows), line,
                           f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}",
                           f"Non-trainable params: {self.count_params() - trainable:,}"])
@@ -273,7 +273,8 @@ class Sequential:
 
     def get_config(self) -> dict:
         return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config: dict) -> "Sequential":

@@ -20,7 +20,6 @@ integers -1..1 of ``--kernel-size`` (default 3x3).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
