@@ -462,8 +462,9 @@ def test_all_col2im_strategies_agree(kernel_hw, strides, dilation, rng):
     wp = (out_hw[1] - 1) * strides[1] + (kernel_hw[1] - 1) * dilation[1] + 2
     dcols = rng.standard_normal((n * out_hw[0] * out_hw[1], kernel_hw[0] * kernel_hw[1] * c))
     by_taps, by_passes = np.zeros((n, hp, wp, c)), np.zeros((n, hp, wp, c))
-    conv_mod._col2im_taps(by_taps, dcols, kernel_hw, strides, dilation, out_hw)
-    conv_mod._col2im_rows_then_columns(by_passes, dcols, kernel_hw, strides, dilation, out_hw)
+    dwin = dcols.reshape(n, *out_hw, *kernel_hw, c)
+    conv_mod._col2im_taps(by_taps, dwin, strides, dilation)
+    conv_mod._col2im_rows_then_columns(by_passes, dwin, strides, dilation)
     np.testing.assert_allclose(by_passes, by_taps, rtol=1e-12, atol=1e-12)
     assert np.count_nonzero(by_taps[:, -1]) == 0 and np.count_nonzero(by_taps[:, :, -1]) == 0
     # The compiled loop writes a block at an offset (images 1-2, from row 3, channels 4-12) of a larger array.
