@@ -148,3 +148,14 @@ def test_threads_option_sets_the_split_and_refuses_zero(digits_run, capsys):
     with pytest.raises(SystemExit):
         main(["--threads", "0", "evaluate", str(digits_run / "best.npz")])
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_an_image_pillow_calls_a_decompression_bomb_is_a_clear_image_error(tmp_path, monkeypatch):
+    """Pillow refuses huge images with its own exception from open(); it must become an ImageError."""
+    from convlayer.preprocess import ImageError, load_image
+
+    path = tmp_path / "big.png"
+    Image.new("L", (64, 64), 255).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64*64 > 2 * 100: Pillow raises DecompressionBombError
+    with pytest.raises(ImageError, match="cannot read .* as an image"):
+        load_image(str(path))

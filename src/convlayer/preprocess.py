@@ -36,13 +36,14 @@ def load_image(source) -> np.ndarray:
             if not Path(source).is_file():
                 raise ImageError(f"image {name!r} not found.")
             image = Image.open(source)
+        if image.width * image.height > 40_000_000:  # known from the header: refuse before decoding
+            raise ImageError(f"{name} is too large ({image.width}x{image.height}); use an image under 40 "
+                             f"megapixels.")
         image.load()
-    except (Unidentified, OSError, SyntaxError, ValueError) as exc:
+    except (Unidentified, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         if isinstance(exc, ImageError):
             raise
         raise ImageError(f"cannot read {name} as an image ({exc}); use a PNG or JPEG file.") from None
-    if image.width * image.height > 40_000_000:
-        raise ImageError(f"{name} is too large ({image.width}x{image.height}); use an image under 40 megapixels.")
     if image.mode in ("RGBA", "LA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
