@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import optimizers as optimizers_mod
-from .fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from .fileio import atomic_write_bytes
 
 FORMAT = "convlayer-checkpoint"
 VERSION = 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from .datasets.dataset import check_seed, check_validation_split, num_batches
 from .fileio import atomic_write_text
 from . import optimizers as optimizers_mod
 from .models import Callback, MNISTModel
@@ -60,10 +61,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
             raise ValueError(f"shift must be a non-negative integer, got {self.shift!r}.")
-        if not 0 <= self.validation_split < 1:
-            raise ValueError(f"validation-split must be in [0, 1), got {self.validation_split!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}.")
+        check_validation_split(self.validation_split)
+        check_seed(self.seed)
         return self
 
 
@@ -205,7 +204,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
         optimizer = build_optimizer(config)
     model.optimizer = optimizer
 
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    steps_per_epoch = num_batches(len(x_train), config.batch_size)
     schedule = _Schedule(config.epochs * steps_per_epoch, config.learning_rate, config.schedule)
     recorder = _Recorder(run_dir, config, rng, rows, best, meta)
     validation = (data.x_val, data.y_val) if len(data.x_val) else None

@@ -19,7 +19,6 @@ from typing import NamedTuple, Sequence
 from ..fileio import atomic_writer
 from .idx import GZIP_MAGIC
 
-DEFAULT_TIMEOUT_S = 30.0
 USER_AGENT = "convlayer-datasets (+https://pypi.org/project/convlayer/)"
 _CHUNK = 1 << 20
 

@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from .losses import softmax as _stable_softmax
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -52,9 +54,7 @@ def _tanh(x, out=None):
 
 
 def _softmax(x, out=None):
-    shifted = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
+    return _stable_softmax(x)
 
 
 def _softmax_grad(dy, x, y):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from .. import optimizers as optimizers_mod
 from .. import parallel
+from ..datasets.dataset import iterate_batches, num_batches
 from ..functional.losses import accuracy, sparse_categorical_crossentropy
 from ..layers import LAYER_CLASSES, Layer
 
@@ -203,23 +203,23 @@ class Sequential:
             raise ValueError(f"{who}: epochs must be a non-negative int, got {epochs!r}.")
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         history = History()
-        steps_per_epoch = math.ceil(len(x) / batch_size)
+        steps_per_epoch = num_batches(len(x), batch_size)
         self.steps_per_epoch = steps_per_epoch  # read by progress bars
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, self)
-            order = rng.permutation(len(x))
             start_time = time.perf_counter()
             seen, loss_sum, correct = 0, 0.0, 0.0
-            for step in range(steps_per_epoch):
+            batches = iterate_batches(x, y, batch_size, shuffle=True, rng=rng)  # draws this epoch's order now
+            for step, (x_batch, y_batch) in enumerate(batches):
                 for cb in callbacks:
                     cb.on_batch_begin(epoch * steps_per_epoch + step, self)
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                x_batch = x[idx] if augment is None else augment(x[idx], rng)
-                loss, acc = self.train_step(x_batch, y[idx])
-                seen += len(idx)
-                loss_sum += loss * len(idx)
-                correct += acc * len(idx)
+                if augment is not None:
+                    x_batch = augment(x_batch, rng)
+                loss, acc = self.train_step(x_batch, y_batch)
+                seen += len(y_batch)
+                loss_sum += loss * len(y_batch)
+                correct += acc * len(y_batch)
                 elapsed = time.perf_counter() - start_time
                 logs = {"loss": loss_sum / seen, "accuracy": correct / seen, "images_per_second": seen / elapsed}
                 for cb in callbacks:
