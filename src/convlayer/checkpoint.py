@@ -32,6 +32,32 @@ class Checkpoint:
     training_state: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    @property
+    def input_dim(self) -> int | None:
+        """Side of the square images the model takes (the model's, else the recorded one)."""
+        return getattr(self.model, "input_dim", None) or self.meta.get("input_dim")
+
+    def class_names(self, count: int) -> list[str]:
+        """The recorded class names when there are ``count`` of them, else '0', '1', ..."""
+        names = self.meta.get("class_names")
+        return [str(n) for n in names] if names and len(names) == count else [str(i) for i in range(count)]
+
+    def test_data(self, dataset: str | None = None, data_dir=None):
+        """The dataset the model was trained on (or ``dataset``), checked against its input size and classes."""
+        from . import datasets
+
+        name = dataset or self.meta.get("dataset")
+        if not name:
+            raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset.")
+        data = datasets.load(name, data_dir=data_dir)
+        dim = getattr(self.model, "input_dim", data.input_dim)
+        classes = getattr(self.model, "output_size", data.num_classes)
+        if (dim, classes) != (data.input_dim, data.num_classes):
+            raise ValueError(f"the checkpoint expects {dim}x{dim} images and {classes} classes but {name} has "
+                             f"{data.input_dim}x{data.input_dim} and {data.num_classes}; pass the dataset it was "
+                             f"trained on (--dataset {self.meta.get('dataset') or '...'}).")
+        return data
+
 
 def save(path, model, *, optimizer=None, training_state=None, meta=None) -> Path:
     """Write ``model`` (and optionally the optimizer and training state) to ``path``."""

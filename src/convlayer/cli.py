@@ -77,25 +77,9 @@ def resolve_dataset(name: str, data_dir=None) -> str:
 
 
 def _load_checkpoint(path):
-    from . import checkpoint
+    from . import checkpoint  # imported when needed: `convlayer --help` stays quick
 
     return checkpoint.load(path)
-
-
-def _dataset_for_checkpoint(ck, name, data_dir):
-    from . import datasets
-
-    name = name or ck.meta.get("dataset")
-    if not name:
-        raise UsageError("the checkpoint does not say which dataset it was trained on; pass --dataset.")
-    data = datasets.load(name, data_dir=data_dir)
-    model = ck.model
-    if getattr(model, "input_dim", data.input_dim) != data.input_dim or \
-            getattr(model, "output_size", data.num_classes) != data.num_classes:
-        raise UsageError(f"the checkpoint expects {model.input_dim}x{model.input_dim} images and "
-                         f"{model.output_size} classes, but {data.name} has {data.input_dim}x{data.input_dim} and "
-                         f"{data.num_classes}; pick the dataset it was trained on ({ck.meta.get('dataset')}).")
-    return data
 
 
 # ---------------------------------------------------------------------------- commands
@@ -171,7 +155,7 @@ def cmd_evaluate(args):
     from .training import confusion_matrix
 
     ck = _load_checkpoint(args.checkpoint)
-    data = _dataset_for_checkpoint(ck, args.dataset, args.data_dir)
+    data = ck.test_data(args.dataset, args.data_dir)
     logits = ck.model.predict(data.x_test)
     predictions = logits.argmax(axis=1)
     matrix = confusion_matrix(data.y_test, predictions, data.num_classes)
@@ -200,7 +184,7 @@ def cmd_predict(args):
 
     ck = _load_checkpoint(args.checkpoint)
     model = ck.model
-    names = ck.meta.get("class_names") or [str(i) for i in range(model.output_size)]
+    names = ck.class_names(model.output_size)
     for path in args.images:
         image = prepare(path, model.input_dim)
         probs = softmax(model.predict(image[None]))[0]

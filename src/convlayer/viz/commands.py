@@ -24,15 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import finite_float, non_negative_int, positive_float, positive_int
+from ..cli import _load_checkpoint, _say, finite_float, non_negative_int, positive_float, positive_int
 
 INPUT_FLAGS = ("input", "size", "image")
 DEFAULT_KERNEL_SIZE = (3, 3)
 MISTAKES_COUNT = 24
-
-
-def _say(*parts):
-    print(*parts, flush=True)
 
 
 # ---------------------------------------------------------------------------- explain and draw: input
@@ -194,12 +190,6 @@ def cmd_draw(args):
 # ---------------------------------------------------------------------------- show
 
 
-def _load_checkpoint(path):
-    from ..checkpoint import load
-
-    return load(path)
-
-
 def _default_out(args, source, suffix: str) -> Path:
     if args.out:
         return Path(args.out)
@@ -208,22 +198,8 @@ def _default_out(args, source, suffix: str) -> Path:
 
 
 def load_test_data(ck, dataset=None, data_dir=None):
-    """The test split of the checkpoint's dataset (``meta['dataset']`` unless ``dataset`` is given),
-    checked against the model's input size and classes. Tests replace this function."""
-    from .. import datasets
-
-    name = dataset or ck.meta.get("dataset")
-    if not name:
-        raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset.")
-    data = datasets.load(name, data_dir=data_dir)
-    model = ck.model
-    dim = getattr(model, "input_dim", data.input_dim)
-    classes = getattr(model, "output_size", data.num_classes)
-    if (dim, classes) != (data.input_dim, data.num_classes):
-        raise ValueError(f"the checkpoint expects {dim}x{dim} images and {classes} classes but {name} has "
-                         f"{data.input_dim}x{data.input_dim} and {data.num_classes}; pass the dataset it was "
-                         f"trained on (--dataset {ck.meta.get('dataset') or '...'}).")
-    return data
+    """The test split of the checkpoint's dataset (see ``Checkpoint.test_data``). Tests replace this function."""
+    return ck.test_data(dataset, data_dir)
 
 
 def _test_predictions(args):
@@ -236,11 +212,6 @@ def _test_predictions(args):
 
     probs = softmax(ck.model.predict(x))  # (N, classes)
     return ck, data, x, y, probs
-
-
-def _class_names(ck, count):
-    names = ck.meta.get("class_names")
-    return list(names) if names and len(names) == count else [str(i) for i in range(count)]
 
 
 def cmd_show_filters(args):
@@ -259,13 +230,13 @@ def cmd_show_activations(args):
 
     ck = _load_checkpoint(args.checkpoint)
     model = ck.model
-    dim = getattr(model, "input_dim", None) or ck.meta.get("input_dim")
+    dim = ck.input_dim
     if not dim:
         raise ValueError(f"{args.checkpoint} does not record its input size (meta 'input_dim'); use a checkpoint "
                          "written by `convlayer train`.")
     image = prepare(args.image, int(dim))  # (d, d)
     maps, probs = figures.feature_maps(model, image)
-    top = figures.top_predictions(probs, _class_names(ck, len(probs)), k=3)
+    top = figures.top_predictions(probs, ck.class_names(len(probs)), k=3)
     figure = figures.activations_figure(image, maps, top, title=f"{Path(args.image).name} through "
                                                                 f"{Path(args.checkpoint).name}")
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
@@ -293,7 +264,7 @@ def cmd_show_confusion(args):
 
     ck, data, _, y, probs = _test_predictions(args)
     matrix = confusion_matrix(y, probs.argmax(axis=1), probs.shape[1])
-    figure = figures.confusion_figure(matrix, _class_names(ck, probs.shape[1]),
+    figure = figures.confusion_figure(matrix, ck.class_names(probs.shape[1]),
                                       title=f"{data.name} test set, {Path(args.checkpoint).name}")
     _say(figures.save_png(figure, _default_out(args, args.checkpoint, "confusion")))
     return 0
@@ -307,7 +278,7 @@ def cmd_show_mistakes(args):
     predictions = probs.argmax(axis=1)
     wrong = int((predictions != y).sum())
     figure = figures.mistakes_figure(np.asarray(x)[index], y[index], predictions[index],
-                                     probs[index, predictions[index]], _class_names(ck, probs.shape[1]),
+                                     probs[index, predictions[index]], ck.class_names(probs.shape[1]),
                                      title=f"{data.name}: {wrong} of {len(y)} test images misclassified, "
                                            f"most confident first")
     _say(figures.save_png(figure, _default_out(args, args.checkpoint, "mistakes")))

@@ -66,8 +66,16 @@ def top_predictions(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[st
     >>> top_predictions(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], k=2)
     [('b', 0.7), ('c', 0.2)]
     """
-    order = np.argsort(probs)[::-1][:k]
-    return [(str(class_names[i]), float(probs[i])) for i in order]
+    return [(str(class_names[i]), float(probs[i])) for i in top_indices(probs, k)]
+
+
+def top_indices(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first; ties go to the lower index.
+
+    >>> top_indices(np.array([0.4, 0.2, 0.4]), 2)
+    array([0, 2])
+    """
+    return np.argsort(-np.asarray(probs), kind="stable")[:k]
 
 
 def mistakes(labels: np.ndarray, probs: np.ndarray, count: int = 25) -> np.ndarray:

@@ -36,8 +36,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import checkpoint as checkpoint_mod
-from ..functional.losses import softmax
 from ..preprocess import ImageError, prepare
+from ..layers import Conv2D
+from ..viz.figures import feature_maps, top_indices
 from ..viz.trace import trace_convolution
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -135,17 +136,15 @@ class _Service:
     def __init__(self, ck: checkpoint_mod.Checkpoint, dataset_loader):
         self.model = ck.model
         self.meta = dict(ck.meta or {})
-        input_dim = getattr(self.model, "input_dim", None) or self.meta.get("input_dim")
+        input_dim = ck.input_dim
         if not isinstance(input_dim, int) or input_dim < 1:
             raise ValueError("create_app: the checkpoint gives no input size (model.input_dim or meta['input_dim']); "
                              "save it with meta={'input_dim': ...}.")
         self.input_dim = input_dim
         self.num_classes = int(getattr(self.model, "output_size", 0) or len(self.meta.get("class_names") or []))
-        names = self.meta.get("class_names") or []
-        if self.num_classes and len(names) != self.num_classes:
-            names = [str(i) for i in range(self.num_classes)]
-        self.class_names = [str(n) for n in names]
-        self.conv_layers = [layer.name for layer in self.model.layers if type(layer).__name__ == "Conv2D"]
+        self.class_names = (ck.class_names(self.num_classes) if self.num_classes else
+                            [str(n) for n in self.meta.get("class_names") or []])
+        self.conv_layers = [layer.name for layer in self.model.layers if isinstance(layer, Conv2D)]
         self.dataset_name = self.meta.get("dataset")
         self._dataset_loader = dataset_loader
         self._dataset = None
@@ -166,10 +165,9 @@ class _Service:
     def analyze(self, image: np.ndarray) -> dict:
         """(d, d) network input -> top classes, probabilities and every Conv2D's output."""
         with self._model_lock:
-            outputs, logits = self.model.layer_outputs(image[None], self.conv_layers)  # a batch of one
-        maps = [(name, outputs[name][0]) for name in self.conv_layers]  # (H, W, C) after the activation
-        probs = softmax(logits.astype(np.float64))[0]
-        top = np.argsort(-probs, kind="stable")[:TOP_K]
+            outputs, probs = feature_maps(self.model, image, self.conv_layers)
+        maps = [(name, outputs[name]) for name in self.conv_layers]  # (H, W, C) after the activation
+        top = top_indices(probs, TOP_K)
         return {
             "top": [{"index": int(i), "name": self._name(i), "probability": float(probs[i])} for i in top],
             "probabilities": [float(p) for p in probs],
