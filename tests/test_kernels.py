@@ -42,7 +42,7 @@ def test_conv_backward_is_the_same_with_and_without_compiled_loops(both, kernel,
     x = rng.standard_normal((5, 11, 10, c_in), dtype=np.float32)
     w = rng.standard_normal(kernel, dtype=np.float32)
     y, cache = conv2d_forward(x, w, None, strides=strides, padding=padding, dilation=dilation, groups=groups,
-                              max_chunk_bytes=3000)
+                              max_chunk_bytes=3000, algorithm="im2col")  # col2im (Winograd: test_winograd.py)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     plain, compiled = both(lambda: conv2d_backward(dy, cache)[0])
     np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-5)

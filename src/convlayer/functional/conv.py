@@ -29,13 +29,15 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import parallel
-from . import kernels
+from . import kernels, winograd
 from .shapes import Padding2D, conv_output_size
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache while its GEMM runs (measured)
+ALGORITHMS = ("auto", "im2col", "winograd")
+WINOGRAD_MIN_CHANNELS = 8  # below this the (tiles, C) @ (C, F) GEMMs are too thin to pay for the transforms
 
 
 # ---------------------------------------------------------------------------- padding
@@ -233,6 +235,27 @@ class ConvCache:
     padding_mode: str
     out_hw: tuple[int, int]
     max_chunk_bytes: int
+    algorithm: str  # 'im2col' or 'winograd', as chosen by forward
+
+
+def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: int) -> str:
+    """'im2col' or 'winograd' for ``algorithm`` ('auto', 'im2col' or 'winograd') and this geometry.
+
+    'auto' takes Winograd where it applies (stride 1, no dilation, one group, kernel 2-7 wide)
+    and wins: at least ``WINOGRAD_MIN_CHANNELS`` input channels, with the compiled transforms.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    kh, kw, c_group, _ = kernel_shape
+    fits = winograd.supports((kh, kw), strides, dilation, groups)
+    if algorithm == "winograd" and not fits:
+        raise ValueError(f"algorithm='winograd' needs strides (1, 1), dilation (1, 1), groups=1 and a kernel "
+                         f"2-{winograd.MAX_TILE - 1} wide, got kernel {(kh, kw)}, strides {tuple(strides)}, "
+                         f"dilation {tuple(dilation)}, groups {groups}. Use algorithm='auto' or 'im2col'.")
+    if algorithm == "auto":
+        wins = fits and c_group >= WINOGRAD_MIN_CHANNELS and kernels.enabled()
+        return "winograd" if wins else "im2col"
+    return algorithm
 
 
 # ---------------------------------------------------------------------------- public
@@ -251,6 +274,7 @@ def conv2d_forward(
     keep_cache: bool = True,
     epilogue: Callable[[np.ndarray], object] | None = None,
     max_chunk_bytes: int | None = None,
+    algorithm: str = "auto",
 ) -> tuple[np.ndarray, ConvCache | None]:
     """Cross-correlate ``x`` with ``kernel`` and add ``bias``.
 
@@ -266,6 +290,8 @@ def conv2d_forward(
         epilogue: applied in place to each finished output block while it is in cache
             (e.g. ReLU); backward then receives the gradient w.r.t. the pre-epilogue output.
         max_chunk_bytes: size of one im2col block (default ``MAX_CHUNK_BYTES``).
+        algorithm: 'im2col', 'winograd' (see ``winograd``; stride 1, no dilation, one group)
+            or 'auto' (``choose_algorithm``). Backward uses the same one.
 
     Returns:
         y: (N, Ho, Wo, F) and the cache (None when ``keep_cache`` is False).
@@ -282,6 +308,13 @@ def conv2d_forward(
               conv_output_size(width, kw, strides[1], dilation[1], (left, right)))
     assert min(out_hw) > 0 and c_group * groups == c_in, "callers validate the geometry"
     max_chunk_bytes = max_chunk_bytes or MAX_CHUNK_BYTES
+    algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups)
+    if algorithm == "winograd":
+        y, xp = winograd.conv2d(x, kernel, bias, padding, padding_mode, _pad_into, epilogue, max_chunk_bytes,
+                                keep_padded=keep_cache)
+        cache = ConvCache(xp, (height, width), kernel, bias is not None, (1, 1), padding, (1, 1), 1, padding_mode,
+                          out_hw, max_chunk_bytes, algorithm) if keep_cache else None
+        return y, cache
     padded = any(padding[0]) or any(padding[1])
     xp = np.empty((n, height + top + bottom, width + left + right, c_in), x.dtype) if padded else x  # (N, Hp, Wp, C)
     depth = kh * kw * c_group
@@ -311,7 +344,7 @@ def conv2d_forward(
     if not keep_cache:
         return y, None
     cache = ConvCache(xp, (height, width), kernel, has_bias, tuple(strides), padding, tuple(dilation), groups,
-                      padding_mode, out_hw, max_chunk_bytes)
+                      padding_mode, out_hw, max_chunk_bytes, algorithm)
     return y, cache
 
 
@@ -336,6 +369,11 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
     depth = kh * kw * c_group
     tap_major = _tap_major(c_group)
     dy = dy.astype(xp.dtype, copy=False)  # blocks are reshaped (copied if need be) inside the parts
+    dx_by_winograd = need_dx and cache.algorithm == "winograd"
+    if dx_by_winograd:  # dx is a convolution of the whole dz: apply the epilogue's backward first
+        dy = _apply_epilogue_grad(dy, epilogue_grad)
+        epilogue_grad = None
+        need_dx = False  # below: dkernel and dbias only
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
     has_bias = cache.has_bias
     dxp = np.empty(xp.shape, xp.dtype) if need_dx else None
@@ -374,4 +412,40 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
     dkernel = dweights[:, :depth].transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
     dbias = dweights[:, depth].reshape(f_out) if has_bias else None
     dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
+    if dx_by_winograd:
+        dx = _input_grad_winograd(dy, cache)
     return dx, dkernel, dbias
+
+
+def _apply_epilogue_grad(dy: np.ndarray, epilogue_grad) -> np.ndarray:
+    """The whole ``dz = epilogue_grad(dy)``, part by part (``dy`` itself without an epilogue)."""
+    if epilogue_grad is None:
+        return dy
+    dz = np.empty_like(dy)
+
+    def part(n0: int, n1: int) -> None:
+        dz[n0:n1] = epilogue_grad(dy[n0:n1], (slice(n0, n1),))
+
+    parallel.run(part, len(dy))
+    return dz
+
+
+def _input_grad_winograd(dz: np.ndarray, cache: ConvCache) -> np.ndarray:
+    """dx of a stride-1 convolution: the 'full' correlation of dz with the flipped, transposed kernel.
+
+    dxp[y, x] = sum_{k, l} dz[y - k, x - l] kernel[k, l].T, i.e. dz padded by (kh - 1, kw - 1)
+    on every side, correlated with kernel[::-1, ::-1] (kh, kw, F, C). With zero padding only
+    the unpadded input's rows and columns are computed: the pads shrink by the forward's
+    (a negative pad crops dz); other modes fold the border's gradient back in afterwards.
+    """
+    kh, kw = cache.kernel.shape[:2]
+    flipped = np.ascontiguousarray(cache.kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, F, C)
+    (top, bottom), (left, right) = cache.padding
+    zeros = cache.padding_mode == "zeros"
+    pads = [kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right] if zeros else [kh - 1, kh - 1, kw - 1, kw - 1]
+    crop = [max(0, -p) for p in pads]
+    dz = dz[:, crop[0]:dz.shape[1] - crop[1], crop[2]:dz.shape[2] - crop[3]]  # (N, Ho', Wo', F)
+    pads = [max(0, p) for p in pads]
+    grad, _ = winograd.conv2d(dz, flipped, None, ((pads[0], pads[1]), (pads[2], pads[3])), "zeros", _pad_into, None,
+                              cache.max_chunk_bytes, keep_padded=False)
+    return grad if zeros else pad_nhwc_backward(grad, cache.in_hw, cache.padding, cache.padding_mode)

@@ -1,0 +1,206 @@
+"""Winograd's minimal filtering: stride-1 convolution with fewer multiplications.
+
+An ``m x m`` tile of outputs of an ``r x r`` filter reads an ``a x a`` tile of input,
+``a = m + r - 1``. Winograd's algorithm F(m x m, r x r) computes the tile as
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* element-wise, a x a)
+
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015,
+arXiv:1509.09308). Summed over input channels, the element-wise product becomes ``a*a``
+independent GEMMs, ``(tiles, C) @ (C, F)``: ``a*a`` multiplications per tile and channel
+pair instead of ``m*m*r*r``. For the lesson's conv2 (5x5, 14x14 outputs) that is 4.8x fewer
+GEMM FLOPs with 4x4 tiles. The transforms around the GEMMs are additions with small
+constants, done in cache on each block of images.
+
+The matrices come from polynomial interpolation (Toom-Cook) at the points 0, 1, -1, 2, -2,
+1/2, -1/2 and infinity; they are computed here exactly, with fractions, for any tile and
+filter size, so no table of constants is copied from anywhere. The price is rounding: the
+transforms add and subtract values of different sizes, so float32 results differ from
+im2col's by a few 1e-6 relative to the largest output (tested). Tiles are at most 8x8
+(``MAX_TILE``), where the error stays small.
+
+Only for stride 1, dilation 1 and one group; ``conv.conv2d_forward`` picks it when those
+hold (and uses it for the input gradient too, which is itself a stride-1 convolution).
+The transforms run as compiled loops (``kernels``), or as ``einsum`` in NumPy, which also
+documents what they compute; the tests check both against each other and against im2col.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .. import parallel
+from . import kernels
+from .shapes import Padding2D
+
+MAX_TILE = 8  # a = m + r - 1 <= 8: points up to +-2 and +-1/2 keep float32 error near 1e-6
+_POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2))
+
+
+# ---------------------------------------------------------------------------- the matrices
+
+
+def _inverse(rows: list[list[Fraction]]) -> list[list[Fraction]]:
+    """Exact Gauss-Jordan inverse of a small invertible matrix of fractions."""
+    n = len(rows)
+    work = [list(row) + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(rows)]
+    for col in range(n):
+        pivot = next(r for r in range(col, n) if work[r][col] != 0)
+        work[col], work[pivot] = work[pivot], work[col]
+        scale = work[col][col]
+        work[col] = [v / scale for v in work[col]]
+        for r in range(n):
+            if r != col and work[r][col] != 0:
+                factor = work[r][col]
+                work[r] = [v - factor * p for v, p in zip(work[r], work[col])]
+    return [row[n:] for row in work]
+
+
+@lru_cache(maxsize=None)
+def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A^T, G, B^T) of F(m, r), exact, as float64: (m, a), (a, r), (a, a) with a = m + r - 1.
+
+    One axis; the 2-D algorithm applies them to rows and columns. ``y = A^T ((G g) * (B^T d))``
+    is the correlation ``y[i] = sum_k g[k] d[i + k]`` of ``d`` (a,) with ``g`` (r,).
+
+    >>> at, g, bt = transform_matrices(2, 3)
+    >>> d, w = np.arange(4.0), np.array([1.0, 2.0, 3.0])
+    >>> at @ ((g @ w) * (bt @ d))
+    array([ 8., 14.])
+    """
+    a = m + r - 1
+    if not (m >= 1 and r >= 1 and 2 <= a <= MAX_TILE):
+        raise ValueError(f"F({m}, {r}) needs m, r >= 1 and 2 <= m + r - 1 <= {MAX_TILE}, got m={m}, r={r}.")
+    points = _POINTS[:a - 1]  # plus the point at infinity
+    scale = [np.prod([p - q for q in points if q != p], dtype=object) for p in points]
+    scale = [Fraction(s) for s in scale]
+    # Evaluate the output polynomial at the points (A^T) and the filter polynomial, divided by
+    # the Lagrange denominators (G); infinity picks the leading coefficients.
+    at = [[p ** i for p in points] + [Fraction(int(i == m - 1))] for i in range(m)]
+    g = [[p ** k / s for k in range(r)] for p, s in zip(points, scale)] + [[Fraction(int(k == r - 1)) for k in range(r)]]
+    # A^T[i, j] G[j, k] depends on i + k only: row i + k of W. The identity needs W B^T = I.
+    w = [[p ** d / s for p, s in zip(points, scale)] + [Fraction(int(d == a - 1))] for d in range(a)]
+    bt = _inverse(w)
+    return tuple(np.array([[float(v) for v in row] for row in mat]) for mat in (at, g, bt))
+
+
+def tile_size(out_size: int, r: int) -> int:
+    """Output tile size along one axis: the m that minimizes GEMM work, ceil(out / m) * (m + r - 1).
+
+    Ties go to the smaller tile (smaller rounding error).
+
+    >>> tile_size(14, 5), tile_size(28, 3), tile_size(3, 3)
+    (4, 6, 3)
+    """
+    choices = range(max(1, 2 - r + 1), MAX_TILE - r + 2)
+    return min(choices, key=lambda m: (-(-out_size // m) * (m + r - 1), m))
+
+
+def supports(kernel_hw, strides, dilation, groups: int) -> bool:
+    """Whether Winograd applies: stride 1, no dilation, one group, each kernel side 1-7, not 1x1."""
+    kh, kw = kernel_hw
+    return (tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+            and max(kh, kw) <= MAX_TILE - 1 and max(kh, kw) > 1)
+
+
+# ---------------------------------------------------------------------------- the convolution
+
+
+def _transforms_numpy(ext, bt_h, bt_w, tiles_hw, tile_hw, out):
+    """V = B^T d B for every tile of ``ext`` (n, Hx, Wx, C) -> ``out`` (a_h, a_w, n*th*tw, C)."""
+    (th, tw), (m_h, m_w) = tiles_hw, tile_hw
+    a_h, a_w = len(bt_h), len(bt_w)
+    s_n, s_h, s_w, s_c = ext.strides
+    tiles = as_strided(ext, (len(ext), th, tw, a_h, a_w, ext.shape[3]),
+                       (s_n, s_h * m_h, s_w * m_w, s_h, s_w, s_c))  # (n, th, tw, a_h, a_w, C)
+    out[...] = np.einsum("ik,ntsklc,jl->ijntsc", bt_h, tiles, bt_w, optimize=True).reshape(out.shape)
+
+
+def _untransform_numpy(products, at_h, at_w, n, tiles_hw, y):
+    """Y = A^T M A for every tile of ``products`` (a_h, a_w, n*th*tw, F), cropped into ``y`` (n, Ho, Wo, F)."""
+    th, tw = tiles_hw
+    m_h, m_w = len(at_h), len(at_w)
+    a_h, a_w, _, f = products.shape
+    tiles = np.einsum("ix,xvntsf,jv->ntisjf", at_h, products.reshape(a_h, a_w, n, th, tw, f), at_w,
+                      optimize=True).reshape(n, th * m_h, tw * m_w, f)  # (n, th*m_h, tw*m_w, F)
+    y += tiles[:, :y.shape[1], :y.shape[2]]
+
+
+def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: Padding2D, padding_mode: str,
+           pad_into: Callable, epilogue: Callable | None, max_bytes: int, keep_padded: bool):
+    """Stride-1 cross-correlation of ``x`` (N, H, W, C) with ``kernel`` (kh, kw, C, F), plus ``bias``.
+
+    Returns ``(y, xp)``: y (N, Ho, Wo, F) and, with ``keep_padded``, the padded input
+    (N, Hp, Wp, C) that backward needs (else None). ``pad_into(out, x, padding, mode)`` pads.
+    """
+    n, height, width, c = x.shape
+    kh, kw, _, f = kernel.shape
+    (top, bottom), (left, right) = padding
+    hp, wp = height + top + bottom, width + left + right
+    ho, wo = hp - kh + 1, wp - kw + 1
+    m_h, m_w = tile_size(ho, kh), tile_size(wo, kw)
+    th, tw = -(-ho // m_h), -(-wo // m_w)
+    a_h, a_w = m_h + kh - 1, m_w + kw - 1
+    # The tiles read hx rows and wx columns: the padded input, plus zeros below and to the right
+    # where the last tiles overhang; wx is a whole number of column phases (see the compiled loops).
+    hx = th * m_h + kh - 1
+    ux = -(-(tw * m_w + kw - 1) // m_w)
+    wx = ux * m_w
+    at_h, g_h, bt_h = transform_matrices(m_h, kh)
+    at_w, g_w, bt_w = transform_matrices(m_w, kw)
+    at_h, bt_h, at_w, bt_w = (mat.astype(x.dtype) for mat in (at_h, bt_h, at_w, bt_w))
+    # G g G^T for every (input, output) channel pair, in float64: one (C, F) matrix per tile point.
+    # Under compute(): BLAS on one thread. A multi-threaded call here leaves OpenBLAS's threads
+    # spinning, and they take cores from the parts below (measured 2x slower).
+    with parallel.compute():
+        u = (g_h @ kernel.astype(np.float64).reshape(kh, -1)).reshape(a_h, kw, c * f)  # (a_h, kw, C*F)
+        u = np.matmul(g_w, u).astype(x.dtype).reshape(a_h * a_w, c, f)  # (a_h*a_w, C, F)
+    bias = np.zeros(f, x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
+    tiles_per_image = th * tw
+    image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c) * x.itemsize
+    step = max(1, max_bytes // image_bytes)  # images per block: transforms and GEMMs stay in cache
+    xe = np.empty((n, hx, wx, c), x.dtype) if keep_padded else None
+    y = np.empty((n, ho, wo, f), x.dtype)
+    compiled = kernels.enabled()
+
+    def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
+        nb = min(step, n1 - n0)
+        t_max = nb * tiles_per_image
+        ext_buf = None if keep_padded else np.empty((nb, hx, wx, c), x.dtype)
+        phases = np.empty((nb, hx, m_w, ux, c), x.dtype) if compiled else None
+        v_buf = np.empty(a_h * a_w * t_max * c, x.dtype)
+        m_buf = np.empty(a_h * a_w * t_max * f, x.dtype)
+        scratch = np.empty(max(hx * a_w * tw * c, m_h * a_w * tw * f), x.dtype) if compiled else None
+        for b0 in range(n0, n1, step):
+            b1 = min(b0 + step, n1)
+            nb = b1 - b0
+            t = nb * tiles_per_image
+            ext = xe[b0:b1] if keep_padded else ext_buf[:nb]  # (nb, hx, wx, C)
+            pad_into(ext[:, :hp, :wp], x[b0:b1], padding, padding_mode)
+            ext[:, hp:] = 0
+            ext[:, :hp, wp:] = 0
+            v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
+            if compiled:
+                # column phases: phases[b, y, p, q] = ext[b, y, q*m_w + p], so each tile column is a contiguous run
+                np.copyto(phases[:nb], ext.reshape(nb, hx, ux, m_w, c).transpose(0, 1, 3, 2, 4))
+                kernels.winograd_input(phases[:nb], bt_h, bt_w, m_h, th, tw, scratch, v_buf)
+            else:
+                _transforms_numpy(ext, bt_h, bt_w, (th, tw), (m_h, m_w), v)
+            products = m_buf[:a_h * a_w * t * f].reshape(a_h * a_w, t, f)
+            np.matmul(v.reshape(a_h * a_w, t, c), u, out=products)  # (a_h*a_w, tiles, F): the only real work
+            y_block = y[b0:b1]
+            if compiled:
+                kernels.winograd_output(m_buf, at_h, at_w, bias, nb, th, tw, scratch, y_block)
+            else:
+                y_block[...] = bias
+                _untransform_numpy(products.reshape(a_h, a_w, t, f), at_h, at_w, nb, (th, tw), y_block)
+            if epilogue is not None:
+                epilogue(y_block)
+
+    parallel.run(part, n)
+    return y, (xe[:, :hp, :wp] if keep_padded else None)
