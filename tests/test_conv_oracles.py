@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from convlayer.functional import conv as conv_mod
+from convlayer.functional import winograd
 from convlayer.functional.conv import conv2d_backward, conv2d_forward
 from convlayer.layers import Conv2D
 from reference import assert_close, conv2d_reference
@@ -52,11 +53,12 @@ class Case:
     batch: int = 2
     padding_mode: str = "zeros"
     use_bias: bool = True
+    algorithm: str = "auto"
 
     def layer(self, **overrides) -> Conv2D:
         kwargs = dict(filters=self.filters, kernel_size=self.kernel, strides=self.strides, padding=self.padding,
                       dilation_rate=self.dilation, groups=self.groups, padding_mode=self.padding_mode,
-                      use_bias=self.use_bias)
+                      use_bias=self.use_bias, algorithm=self.algorithm)
         kwargs.update(overrides)
         return Conv2D(**kwargs)
 
@@ -69,7 +71,8 @@ class Case:
         pad = self.padding if isinstance(self.padding, str) else "explicit" + str(self.padding).replace(" ", "")
         return (f"in{self.hw[0]}x{self.hw[1]}x{self.channels}-k{self.kernel[0]}x{self.kernel[1]}x{self.filters}"
                 f"-s{self.strides[0]}{self.strides[1]}-d{self.dilation[0]}{self.dilation[1]}-{pad}"
-                f"-g{self.groups}-n{self.batch}-{self.padding_mode}{'' if self.use_bias else '-nobias'}")
+                f"-g{self.groups}-n{self.batch}-{self.padding_mode}{'' if self.use_bias else '-nobias'}"
+                f"{'' if self.algorithm == 'auto' else '-' + self.algorithm}")
 
 
 GRID = [
@@ -117,6 +120,21 @@ for _mode in ("reflect", "replicate", "circular"):
         Case((6, 7), 16, 4, (3, 3), padding="same", padding_mode=_mode, batch=1),  # 'rows'
         Case((5, 6), 4, 4, (3, 2), strides=(2, 1), padding="same", padding_mode=_mode, groups=2),
     ]
+
+
+
+def with_algorithms(cases):
+    """Each case computed by im2col, and again by Winograd where it applies (stride 1, no dilation...)."""
+    out = []
+    for case in cases:
+        out.append(replace(case, algorithm="im2col"))
+        if winograd.supports(case.kernel, case.strides, case.dilation, case.groups):
+            out.append(replace(case, algorithm="winograd"))
+    return out
+
+
+GRID_ALGORITHMS = with_algorithms(GRID)
+TORCH_ALGORITHMS = with_algorithms(GRID + TORCH_ONLY)
 
 
 # ---------------------------------------------------------------------------- oracles
@@ -201,7 +219,7 @@ def _ids(cases):
 # ---------------------------------------------------------------------------- grids
 
 
-@pytest.mark.parametrize("case", GRID, ids=_ids(GRID))
+@pytest.mark.parametrize("case", GRID_ALGORITHMS, ids=_ids(GRID_ALGORITHMS))
 def test_matches_tensorflow(case, rng):
     assert case.tf_supported
     x = rng.standard_normal((case.batch, *case.hw, case.channels)).astype(np.float32)
@@ -213,7 +231,7 @@ def test_matches_tensorflow(case, rng):
     assert_all_close((y, dx, dkernel, dbias), expected, f"{case} vs TensorFlow")
 
 
-@pytest.mark.parametrize("case", GRID + TORCH_ONLY, ids=_ids(GRID + TORCH_ONLY))
+@pytest.mark.parametrize("case", TORCH_ALGORITHMS, ids=_ids(TORCH_ALGORITHMS))
 def test_matches_torch_and_reference(case, rng):
     x = rng.standard_normal((case.batch, *case.hw, case.channels)).astype(np.float32)
     kernel, bias = make_weights(case, rng)

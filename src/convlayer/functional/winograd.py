@@ -77,10 +77,10 @@ def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if not (m >= 1 and r >= 1 and 2 <= a <= MAX_TILE):
         raise ValueError(f"F({m}, {r}) needs m, r >= 1 and 2 <= m + r - 1 <= {MAX_TILE}, got m={m}, r={r}.")
     points = _POINTS[:a - 1]  # plus the point at infinity
-    scale = [np.prod([p - q for q in points if q != p], dtype=object) for p in points]
-    scale = [Fraction(s) for s in scale]
+    # Lagrange denominators, made positive (a sign flip of a row of G and of B^T cancels): as printed by Lavin & Gray
+    scale = [abs(Fraction(np.prod([p - q for q in points if q != p], dtype=object))) for p in points]
     # Evaluate the output polynomial at the points (A^T) and the filter polynomial, divided by
-    # the Lagrange denominators (G); infinity picks the leading coefficients.
+    # the denominators (G); infinity picks the leading coefficients.
     at = [[p ** i for p in points] + [Fraction(int(i == m - 1))] for i in range(m)]
     g = [[p ** k / s for k in range(r)] for p, s in zip(points, scale)] + [[Fraction(int(k == r - 1)) for k in range(r)]]
     # A^T[i, j] G[j, k] depends on i + k only: row i + k of W. The identity needs W B^T = I.

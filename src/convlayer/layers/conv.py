@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from ..functional import activations as act_mod
-from ..functional.conv import PADDING_MODES, conv2d_backward, conv2d_forward
+from ..functional import winograd
+from ..functional.conv import ALGORITHMS, PADDING_MODES, conv2d_backward, conv2d_forward
 from ..functional.shapes import (DATA_FORMATS, conv_output_spatial, effective_kernel_size, normalize_padding,
                                  normalize_tuple, resolve_padding)
 from .base import KernelLayer
@@ -24,7 +25,9 @@ class Conv2D(KernelLayer):
     Beyond Keras: ``padding`` may be explicit (an int, (pad_h, pad_w) or
     ((top, bottom), (left, right))); ``padding_mode`` may be 'zeros', 'reflect',
     'replicate' or 'circular' (for any padding, 'same' included); strides > 1 work with
-    'same' and with dilation > 1.
+    'same' and with dilation > 1. ``algorithm`` picks how it is computed: 'im2col',
+    'winograd' (stride 1, no dilation, one group; fewer multiplications, float32 results
+    within a few 1e-6 of im2col's) or 'auto' (Winograd where it is faster).
 
     >>> layer = Conv2D(32, [5, 5], padding="same", activation="relu", name="conv1", seed=0)
     >>> layer(np.zeros((2, 28, 28, 1))).shape
@@ -35,7 +38,7 @@ class Conv2D(KernelLayer):
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
-                 padding_mode="zeros", *, name=None, dtype=None, trainable=True, seed=None):
+                 padding_mode="zeros", *, algorithm="auto", name=None, dtype=None, trainable=True, seed=None):
         super().__init__(name=name, dtype=dtype, trainable=trainable, activity_regularizer=activity_regularizer,
                          seed=seed)
         who = self.describe()
@@ -63,6 +66,15 @@ class Conv2D(KernelLayer):
             raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={groups}; "
                              f"choose groups among the divisors of {self.filters}.")
         self.groups = int(groups)
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"{who}: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}.")
+        if algorithm == "winograd" and not winograd.supports(self.kernel_size, self.strides, self.dilation_rate,
+                                                             self.groups):
+            raise ValueError(f"{who}: algorithm='winograd' needs strides 1, dilation_rate 1, groups=1 and a kernel "
+                             f"2-{winograd.MAX_TILE - 1} wide; got kernel_size={self.kernel_size}, "
+                             f"strides={self.strides}, dilation_rate={self.dilation_rate}, groups={self.groups}. "
+                             f"Use algorithm='auto' or 'im2col'.")
+        self.algorithm = algorithm
         self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                               bias_regularizer, kernel_constraint, bias_constraint)
         self.input_channels: int | None = None
@@ -196,6 +208,7 @@ class Conv2D(KernelLayer):
         z, conv_cache = conv2d_forward(
             x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,
             groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache, epilogue=epilogue,
+            algorithm=self.algorithm,
         )  # (N, Ho, Wo, F)
         pre_activation = z.copy() if keep_cache and act.needs_input else None
         y = z if fuse else self._as_output_axes(act_mod.apply(act, self._as_output_axes(z), in_place=True))
@@ -236,5 +249,6 @@ class Conv2D(KernelLayer):
             data_format=self.data_format,
             dilation_rate=list(self.dilation_rate),
             groups=self.groups,
+            algorithm=self.algorithm,
         )
         return config
