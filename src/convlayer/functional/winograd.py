@@ -101,6 +101,17 @@ def tile_size(out_size: int, r: int) -> int:
     return min(choices, key=lambda m: (-(-out_size // m) * (m + r - 1), m))
 
 
+def _row_nonzeros(mat: np.ndarray):
+    """(columns, weights, counts) of each row's nonzero entries: what the compiled transforms loop over."""
+    counts = np.count_nonzero(mat, axis=1)
+    cols = np.zeros(mat.shape, np.int64)
+    weights = np.zeros(mat.shape, mat.dtype)
+    for i, row in enumerate(mat):
+        nonzero = np.flatnonzero(row)
+        cols[i, :len(nonzero)], weights[i, :len(nonzero)] = nonzero, row[nonzero]
+    return cols, weights, counts.astype(np.int64)
+
+
 def supports(kernel_hw, strides, dilation, groups: int) -> bool:
     """Whether Winograd applies: stride 1, no dilation, one group, each kernel side 1-7, not 1x1."""
     kh, kw = kernel_hw
@@ -154,6 +165,9 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     at_h, g_h, bt_h = transform_matrices(m_h, kh)
     at_w, g_w, bt_w = transform_matrices(m_w, kw)
     at_h, bt_h, at_w, bt_w = (mat.astype(x.dtype) for mat in (at_h, bt_h, at_w, bt_w))
+    compiled = kernels.enabled()
+    if compiled:
+        rows = {name: _row_nonzeros(mat) for name, mat in (("bt_h", bt_h), ("bt_w", bt_w), ("at_h", at_h), ("at_w", at_w))}
     # G g G^T for every (input, output) channel pair, in float64: one (C, F) matrix per tile point.
     # Under compute(): BLAS on one thread. A multi-threaded call here leaves OpenBLAS's threads
     # spinning, and they take cores from the parts below (measured 2x slower).
@@ -166,7 +180,6 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     step = max(1, max_bytes // image_bytes)  # images per block: transforms and GEMMs stay in cache
     xe = np.empty((n, hx, wx, c), x.dtype) if keep_padded else None
     y = np.empty((n, ho, wo, f), x.dtype)
-    compiled = kernels.enabled()
 
     def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
         nb = min(step, n1 - n0)
@@ -188,14 +201,14 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
             if compiled:
                 # column phases: phases[b, y, p, q] = ext[b, y, q*m_w + p], so each tile column is a contiguous run
                 np.copyto(phases[:nb], ext.reshape(nb, hx, ux, m_w, c).transpose(0, 1, 3, 2, 4))
-                kernels.winograd_input(phases[:nb], bt_h, bt_w, m_h, th, tw, scratch, v_buf)
+                kernels.winograd_input(phases[:nb], rows["bt_h"], rows["bt_w"], m_h, th, tw, scratch, v_buf)
             else:
                 _transforms_numpy(ext, bt_h, bt_w, (th, tw), (m_h, m_w), v)
             products = m_buf[:a_h * a_w * t * f].reshape(a_h * a_w, t, f)
             np.matmul(v.reshape(a_h * a_w, t, c), u, out=products)  # (a_h*a_w, tiles, F): the only real work
             y_block = y[b0:b1]
             if compiled:
-                kernels.winograd_output(m_buf, at_h, at_w, bias, nb, th, tw, scratch, y_block)
+                kernels.winograd_output(m_buf, rows["at_h"], rows["at_w"], bias, nb, th, tw, scratch, y_block)
             else:
                 y_block[...] = bias
                 _untransform_numpy(products.reshape(a_h, a_w, t, f), at_h, at_w, nb, (th, tw), y_block)
