@@ -82,3 +82,58 @@ def test_the_switch_refuses_to_enable_without_numba(monkeypatch):
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     with pytest.raises(RuntimeError, match="need numba"):
         kernels.set_enabled(True)
+
+
+SPECIAL = np.array([-1.5, 0.0, -0.0, 2.0, np.nan, np.inf, -np.inf, 1e-40, -1e-40], np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_is_numpys_maximum_bit_for_bit(both, dtype, rng):
+    from convlayer.functional.activations import relu
+
+    x = np.concatenate([SPECIAL.astype(dtype), rng.standard_normal(1000).astype(dtype)]).reshape(-1, 1, 1)
+    expected = np.maximum(x, 0)
+    fresh, into_other = both(lambda: relu.forward(x)), both(lambda: relu.forward(x, out=np.empty_like(x)))
+    in_place = both(lambda: (lambda a: relu.forward(a, out=a))(x.copy()))
+    for result in (*fresh, *into_other, *in_place):
+        np.testing.assert_array_equal(result, expected)
+        np.testing.assert_array_equal(np.signbit(result), np.signbit(expected))  # -0.0 becomes 0.0, as NumPy
+
+
+def test_relu_in_place_and_on_views(both, rng):
+    from convlayer.functional.activations import relu
+
+    x = rng.standard_normal((6, 5, 4)).astype(np.float32)
+    expected = np.maximum(x, 0)
+
+    def in_place():
+        a = x.copy()
+        assert relu.forward(a, out=a) is a
+        return a
+
+    def strided():  # not contiguous: the NumPy path
+        a = np.swapaxes(x.copy(), 0, 2)
+        return np.swapaxes(relu.forward(a, out=a), 0, 2)
+
+    def overlapping():  # out shifted over x by one value: the NumPy path (it must not read what it wrote)
+        buf = np.concatenate([x.ravel(), [0]]).astype(np.float32)
+        return relu.forward(buf[1:], out=buf[:-1]).reshape(x.shape)
+
+    for result in (*both(in_place), *both(strided)):
+        np.testing.assert_array_equal(result, expected)
+    shifted = np.maximum(np.concatenate([x.ravel()[1:], [0]]), 0).reshape(x.shape)
+    for result in both(overlapping):
+        np.testing.assert_array_equal(result, shifted)
+
+
+def test_relu_gradient_is_numpys(both, rng):
+    from convlayer.functional.activations import relu
+
+    y = np.maximum(np.concatenate([SPECIAL, rng.standard_normal(500).astype(np.float32)]), 0)
+    dy = np.concatenate([SPECIAL[::-1], rng.standard_normal(500).astype(np.float32)])
+    with np.errstate(invalid="ignore"):  # inf * 0 is NaN, in both paths
+        expected = dy * (y > 0)
+        results = both(lambda: relu.backward(dy, None, y))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+        np.testing.assert_array_equal(np.signbit(result), np.signbit(expected))

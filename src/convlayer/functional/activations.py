@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import kernels
 from .losses import softmax as _stable_softmax
 
 
@@ -31,11 +32,31 @@ class Activation:
         return f"<activation {self.name}>"
 
 
+def _flat_compiled(*arrays) -> bool:
+    """Whether the compiled element-wise loops take these: one float dtype, one shape, all contiguous."""
+    first = arrays[0]
+    return (kernels.enabled() and first.dtype in (np.float32, np.float64)
+            and all(a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous for a in arrays))
+
+
 def _relu(x, out=None):
+    x = np.asarray(x)
+    if _flat_compiled(x, x if out is None else out):
+        if out is not None and out.__array_interface__["data"][0] == x.__array_interface__["data"][0]:
+            kernels.relu_in_place(x.reshape(-1))
+            return out
+        if out is None or not np.may_share_memory(x, out):
+            out = np.empty_like(x) if out is None else out
+            kernels.relu(x.reshape(-1), out.reshape(-1))
+            return out
     return np.maximum(x, 0, out=out)
 
 
 def _relu_grad(dy, x, y):
+    if isinstance(dy, np.ndarray) and isinstance(y, np.ndarray) and _flat_compiled(dy, y):
+        out = np.empty_like(dy)
+        kernels.relu_grad(dy.reshape(-1), y.reshape(-1), out.reshape(-1))
+        return out
     return dy * (y > 0)
 
 

@@ -143,6 +143,35 @@ def max_pool_backward(xp, y, dy, dxp, ph, pw, sh, sw, write_all):  # pragma: no 
                                 dtap[ch] += grad[ch]
 
 
+@_jit
+def relu(x, out):  # pragma: no cover - compiled
+    """out = max(x, 0) over flat arrays that do not overlap, as np.maximum (NaN stays NaN, -0.0 becomes 0.0).
+
+    NumPy 2.4's maximum against a scalar is not vectorized here: 0.45 ns a value, against 0.1.
+    """
+    zero = np.zeros(1, x.dtype)[0]
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if v > 0 or v != v else zero
+
+
+@_jit
+def relu_in_place(x):  # pragma: no cover - compiled
+    """x = max(x, 0), flat. (Given as two arrays, LLVM's overlap test fails and it runs the scalar loop.)"""
+    zero = np.zeros(1, x.dtype)[0]
+    for i in range(x.size):
+        v = x[i]
+        x[i] = v if v > 0 or v != v else zero
+
+
+@_jit
+def relu_grad(dy, y, out):  # pragma: no cover - compiled
+    """out = dy * (y > 0) over flat arrays, with NumPy's rounding (NaN * 0 is NaN)."""
+    one, zero = np.ones(1, dy.dtype)[0], np.zeros(1, dy.dtype)[0]
+    for i in range(dy.size):
+        out[i] = dy[i] * (one if y[i] > 0 else zero)
+
+
 # Winograd transforms (see ``winograd``). Each is a series of row updates: a weighted sum of a few
 # long contiguous runs of the source, written to one contiguous run of the destination. With one
 # store per loop LLVM vectorizes them; two source runs per pass halve the passes over the
