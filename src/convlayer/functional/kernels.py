@@ -181,29 +181,50 @@ def relu_grad(dy, y, out):  # pragma: no cover - compiled
 
 @_helper
 def _weighted_sum(dst, d0, src, offsets, weights, row, count, run, accumulate):  # pragma: no cover - compiled
-    """dst[d0:d0+run] (+)= sum over p < count of weights[row, p] * src[offsets[p]:offsets[p]+run]."""
+    """dst[d0:d0+run] (+)= sum over p < count of weights[row, p] * src[offsets[p]:offsets[p]+run].
+
+    Up to four source runs per pass over dst (one store per loop, which LLVM vectorizes).
+    """
     d0 = max(d0, 0)
     p = 0
-    if not accumulate:  # the first pass writes
-        s0, w0 = max(offsets[0], 0), weights[row, 0]
-        if count == 1:
-            for q in range(run):
-                dst[d0 + q] = w0 * src[s0 + q]
-            return
-        s1, w1 = max(offsets[1], 0), weights[row, 1]
-        for q in range(run):
-            dst[d0 + q] = w0 * src[s0 + q] + w1 * src[s1 + q]
-        p = 2
-    while p + 1 < count:
+    while p < count:
+        take = min(count - p, 4)
         s0, w0 = max(offsets[p], 0), weights[row, p]
-        s1, w1 = max(offsets[p + 1], 0), weights[row, p + 1]
-        for q in range(run):
-            dst[d0 + q] += w0 * src[s0 + q] + w1 * src[s1 + q]
-        p += 2
-    if p < count:
-        s0, w0 = max(offsets[p], 0), weights[row, p]
-        for q in range(run):
-            dst[d0 + q] += w0 * src[s0 + q]
+        if take == 4:
+            s1, w1 = max(offsets[p + 1], 0), weights[row, p + 1]
+            s2, w2 = max(offsets[p + 2], 0), weights[row, p + 2]
+            s3, w3 = max(offsets[p + 3], 0), weights[row, p + 3]
+            if p == 0 and not accumulate:
+                for q in range(run):
+                    dst[d0 + q] = w0 * src[s0 + q] + w1 * src[s1 + q] + w2 * src[s2 + q] + w3 * src[s3 + q]
+            else:
+                for q in range(run):
+                    dst[d0 + q] += w0 * src[s0 + q] + w1 * src[s1 + q] + w2 * src[s2 + q] + w3 * src[s3 + q]
+        elif take == 3:
+            s1, w1 = max(offsets[p + 1], 0), weights[row, p + 1]
+            s2, w2 = max(offsets[p + 2], 0), weights[row, p + 2]
+            if p == 0 and not accumulate:
+                for q in range(run):
+                    dst[d0 + q] = w0 * src[s0 + q] + w1 * src[s1 + q] + w2 * src[s2 + q]
+            else:
+                for q in range(run):
+                    dst[d0 + q] += w0 * src[s0 + q] + w1 * src[s1 + q] + w2 * src[s2 + q]
+        elif take == 2:
+            s1, w1 = max(offsets[p + 1], 0), weights[row, p + 1]
+            if p == 0 and not accumulate:
+                for q in range(run):
+                    dst[d0 + q] = w0 * src[s0 + q] + w1 * src[s1 + q]
+            else:
+                for q in range(run):
+                    dst[d0 + q] += w0 * src[s0 + q] + w1 * src[s1 + q]
+        else:
+            if p == 0 and not accumulate:
+                for q in range(run):
+                    dst[d0 + q] = w0 * src[s0 + q]
+            else:
+                for q in range(run):
+                    dst[d0 + q] += w0 * src[s0 + q]
+        p += take
 
 
 @_jit
