@@ -48,6 +48,29 @@ def test_conv_backward_is_the_same_with_and_without_compiled_loops(both, kernel,
     np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, strides, padding, dilation", [
+    ((3, 3, 16, 8), (2, 2), ((0, 1), (0, 1)), (1, 1)),  # the strided benchmark layer, small
+    ((5, 5, 8, 6), (1, 1), ((2, 2), (2, 2)), (1, 1)),
+    ((2, 3, 3, 4), (3, 2), ((1, 0), (2, 1)), (2, 1)),  # vertical dilation: compiled; (1, 2) would not be
+    ((3, 2, 4, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),  # no padding: the (strided, below) input itself
+])
+def test_im2col_copy_is_the_same_with_and_without_compiled_loops(both, kernel, strides, padding, dilation):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 11, 10, kernel[2]), dtype=np.float32)
+    w = rng.standard_normal(kernel, dtype=np.float32)
+
+    def run(x):
+        y, cache = conv2d_forward(x, w, None, strides=strides, padding=padding, dilation=dilation,
+                                  max_chunk_bytes=3000, algorithm="im2col")
+        dkernel = conv2d_backward(np.ones_like(y), cache, need_dx=False)[1]
+        return y, dkernel
+
+    for inputs in (x, np.asfortranarray(x)):  # a non-contiguous input takes NumPy's copy either way
+        (y_plain, dk_plain), (y_compiled, dk_compiled) = both(lambda: run(inputs))
+        np.testing.assert_array_equal(y_compiled, y_plain)  # the same windows, so the same GEMMs
+        np.testing.assert_array_equal(dk_compiled, dk_plain)
+
+
 def _pool_input(rng, shape):
     x = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0)  # ReLU output: many tied zeros
     x[0, :2, :2, 0] = 0.5  # a window of equal values

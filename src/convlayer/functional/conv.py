@@ -207,6 +207,8 @@ def _im2col_blocks(xp, kernel_shape, groups, strides, dilation, out_hw, max_byte
     if ones_column:
         (buf[depth] if tap_major else buf[:, depth])[...] = 1
     windows, room = _window_views(xp, buf, c_group, (kh, kw), strides, dilation, out_hw, block_hw, tap_major)
+    # The compiled copy moves each window as kh runs of kw*C values: one group, no horizontal dilation.
+    compiled = kernels.enabled() and not tap_major and groups == 1 and dilation[1] == 1 and xp.flags.c_contiguous
     for n0, n1, h0, h1 in blocks:
         n, h = n1 - n0, h1 - h0
         rows = n * h * out_hw[1]
@@ -214,6 +216,9 @@ def _im2col_blocks(xp, kernel_shape, groups, strides, dilation, out_hw, max_byte
             if tap_major:
                 np.copyto(room[:, :, :n, :h], windows[:, :, n0:n1, h0:h1, :, g])
                 cols = buf[:, :rows].T  # (rows, kh*kw [+ 1]), a transposed view BLAS reads as is
+            elif compiled:
+                kernels.im2col(xp, buf, n0, n1, h0, h1, kh, kw, *strides, dilation[0], out_hw[1])
+                cols = buf[:rows]
             else:
                 np.copyto(room[:n, :h], windows[n0:n1, h0:h1, ..., c_sl])
                 cols = buf[:rows]

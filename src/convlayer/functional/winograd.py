@@ -178,25 +178,28 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     tiles_per_image = th * tw
     image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c) * x.itemsize
     step = max(1, max_bytes // image_bytes)  # images per block: transforms and GEMMs stay in cache
-    xe = np.empty((n, hx, wx, c), x.dtype) if keep_padded else None
+    xp = np.empty((n, hp, wp, c), x.dtype) if keep_padded else None  # (N, Hp, Wp, C) for backward
     y = np.empty((n, ho, wo, f), x.dtype)
 
     def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
         nb = min(step, n1 - n0)
         t_max = nb * tiles_per_image
-        ext_buf = None if keep_padded else np.empty((nb, hx, wx, c), x.dtype)
+        ext_buf = np.zeros((nb, hx, wx, c), x.dtype)  # below and right of the padded input: zeros, never written
         phases = np.empty((nb, hx, m_w, ux, c), x.dtype) if compiled else None
         v_buf = np.empty(a_h * a_w * t_max * c, x.dtype)
         m_buf = np.empty(a_h * a_w * t_max * f, x.dtype)
         scratch = np.empty(max(hx * a_w * tw * c, m_h * a_w * tw * f), x.dtype) if compiled else None
+        if keep_padded:
+            pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
         for b0 in range(n0, n1, step):
             b1 = min(b0 + step, n1)
             nb = b1 - b0
             t = nb * tiles_per_image
-            ext = xe[b0:b1] if keep_padded else ext_buf[:nb]  # (nb, hx, wx, C)
-            pad_into(ext[:, :hp, :wp], x[b0:b1], padding, padding_mode)
-            ext[:, hp:] = 0
-            ext[:, :hp, wp:] = 0
+            ext = ext_buf[:nb]  # (nb, hx, wx, C)
+            if keep_padded:
+                ext[:, :hp, :wp] = xp[b0:b1]
+            else:
+                pad_into(ext[:, :hp, :wp], x[b0:b1], padding, padding_mode)
             v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
             if compiled:
                 # column phases: phases[b, y, p, q] = ext[b, y, q*m_w + p], so each tile column is a contiguous run
@@ -216,4 +219,4 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
                 epilogue(y_block)
 
     parallel.run(part, n)
-    return y, (xe[:, :hp, :wp] if keep_padded else None)
+    return y, xp
