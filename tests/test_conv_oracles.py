@@ -367,7 +367,7 @@ def test_block_sizes_agree(case, rng):
     kernel, bias = make_weights(case, rng)
     pads = case.layer().padding_amounts(x.shape)
     geometry = dict(strides=case.strides, padding=pads, dilation=case.dilation, groups=case.groups,
-                    padding_mode=case.padding_mode)
+                    padding_mode=case.padding_mode, algorithm="im2col")  # Winograd's blocks: test_winograd.py
     y0, _ = conv2d_forward(x, kernel, bias, **geometry, keep_cache=False)
     dy = rng.standard_normal(y0.shape).astype(np.float32)
     expected = torch_conv_nhwc(x, kernel, bias, dy, strides=case.strides, pads=pads, dilation=case.dilation,

@@ -45,12 +45,17 @@ def test_matrices_compute_the_correlation(m, r, rng):
 
 def test_f2x3_is_the_papers():
     """Lavin & Gray print F(2, 3); ours is the same up to the sign of the point at infinity (which cancels)."""
-    at, g, bt = winograd.transform_matrices(2, 3)
+    at, g, bt = (mat.copy() for mat in winograd.transform_matrices(2, 3))
     np.testing.assert_array_equal(g, [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
     at[:, -1] *= -1
     bt[-1] *= -1
     np.testing.assert_array_equal(at, [[1, 1, 1, 0], [0, 1, -1, -1]])
     np.testing.assert_array_equal(bt, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+
+
+def test_matrices_are_read_only():
+    with pytest.raises(ValueError, match="read-only"):
+        winograd.transform_matrices(4, 5)[2][0, 0] = 1
 
 
 @pytest.mark.parametrize("m, r", [(0, 3), (2, 0), (4, 6), (1, 1)])
@@ -229,3 +234,22 @@ def test_inference_does_not_pad_the_whole_batch_at_once(rng, monkeypatch):
     assert cache is None
     padded_bytes = 64 * 18 * 18 * 8 * 4
     assert max(s for s in sizes if s != y.nbytes) < padded_bytes / 8
+
+
+def test_block_sizes_and_need_dx_do_not_change_the_gradients(rng):
+    """One image per block or many; with or without dx: the same kernel and bias gradients."""
+    x = rng.standard_normal((5, 9, 8, 8))
+    kernel, bias = rng.standard_normal((3, 5, 8, 3)), rng.standard_normal(3)
+    dy = rng.standard_normal((5, 9, 8, 3))
+    results = []
+    for max_chunk_bytes in (None, 1):
+        y, cache = conv2d_forward(x, kernel, bias, padding=((1, 1), (2, 2)), algorithm="winograd",
+                                  max_chunk_bytes=max_chunk_bytes)
+        full = conv2d_backward(dy, cache)
+        no_dx = conv2d_backward(dy, cache, need_dx=False)
+        assert no_dx[0] is None
+        np.testing.assert_array_equal(no_dx[1], full[1])
+        np.testing.assert_array_equal(no_dx[2], full[2])
+        results.append((y, *full))
+    for name, a, b in zip(("y", "dx", "dkernel", "dbias"), *results):
+        assert_close(a, b, 1e-12, name)

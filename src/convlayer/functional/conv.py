@@ -374,11 +374,11 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
     depth = kh * kw * c_group
     tap_major = _tap_major(c_group)
     dy = dy.astype(xp.dtype, copy=False)  # blocks are reshaped (copied if need be) inside the parts
-    dx_by_winograd = need_dx and cache.algorithm == "winograd"
-    if dx_by_winograd:  # dx is a convolution of the whole dz: apply the epilogue's backward first
-        dy = _apply_epilogue_grad(dy, epilogue_grad)
-        epilogue_grad = None
-        need_dx = False  # below: dkernel and dbias only
+    if cache.algorithm == "winograd":  # whole-batch transforms: apply the epilogue's backward first
+        dz = _apply_epilogue_grad(dy, epilogue_grad)
+        dkernel, dbias = winograd.kernel_grad(xp, dz, (kh, kw), cache.max_chunk_bytes)
+        dx = _input_grad_winograd(dz, cache) if need_dx else None
+        return dx, dkernel, dbias if cache.has_bias else None
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
     has_bias = cache.has_bias
     dxp = np.empty(xp.shape, xp.dtype) if need_dx else None
@@ -417,8 +417,6 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
     dkernel = dweights[:, :depth].transpose(1, 0, 2).reshape(kernel.shape)  # (kh, kw, Cg, F)
     dbias = dweights[:, depth].reshape(f_out) if has_bias else None
     dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
-    if dx_by_winograd:
-        dx = _input_grad_winograd(dy, cache)
     return dx, dkernel, dbias
 
 

@@ -63,7 +63,7 @@ def _inverse(rows: list[list[Fraction]]) -> list[list[Fraction]]:
 
 @lru_cache(maxsize=None)
 def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A^T, G, B^T) of F(m, r), exact, as float64: (m, a), (a, r), (a, a) with a = m + r - 1.
+    """(A^T, G, B^T) of F(m, r), exact, as read-only float64: (m, a), (a, r), (a, a) with a = m + r - 1.
 
     One axis; the 2-D algorithm applies them to rows and columns. ``y = A^T ((G g) * (B^T d))``
     is the correlation ``y[i] = sum_k g[k] d[i + k]`` of ``d`` (a,) with ``g`` (r,).
@@ -86,7 +86,10 @@ def transform_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     # A^T[i, j] G[j, k] depends on i + k only: row i + k of W. The identity needs W B^T = I.
     w = [[p ** d / s for p, s in zip(points, scale)] + [Fraction(int(d == a - 1))] for d in range(a)]
     bt = _inverse(w)
-    return tuple(np.array([[float(v) for v in row] for row in mat]) for mat in (at, g, bt))
+    mats = tuple(np.array([[float(v) for v in row] for row in mat]) for mat in (at, g, bt))
+    for mat in mats:
+        mat.flags.writeable = False  # cached and shared: nobody may change them
+    return mats
 
 
 def tile_size(out_size: int, r: int) -> int:
@@ -122,14 +125,32 @@ def supports(kernel_hw, strides, dilation, groups: int) -> bool:
 # ---------------------------------------------------------------------------- the convolution
 
 
-def _transforms_numpy(ext, bt_h, bt_w, tiles_hw, tile_hw, out):
-    """V = B^T d B for every tile of ``ext`` (n, Hx, Wx, C) -> ``out`` (a_h, a_w, n*th*tw, C)."""
-    (th, tw), (m_h, m_w) = tiles_hw, tile_hw
-    a_h, a_w = len(bt_h), len(bt_w)
+def _transforms_numpy(ext, mat_h, mat_w, tiles_hw, steps, out):
+    """out (a_h, a_w, n*th*tw, C) = mat_h d mat_w^T for every tile d of ``ext`` (n, Hx, Wx, C).
+
+    Tiles are ``mat.shape[1]`` wide and ``steps`` apart: B^T with overlapping input tiles, or the
+    weight gradient's G with the output gradient's m x m tiles.
+    """
+    (th, tw), (m_h, m_w) = tiles_hw, steps
     s_n, s_h, s_w, s_c = ext.strides
-    tiles = as_strided(ext, (len(ext), th, tw, a_h, a_w, ext.shape[3]),
-                       (s_n, s_h * m_h, s_w * m_w, s_h, s_w, s_c))  # (n, th, tw, a_h, a_w, C)
-    out[...] = np.einsum("ik,ntsklc,jl->ijntsc", bt_h, tiles, bt_w, optimize=True).reshape(out.shape)
+    tiles = as_strided(ext, (len(ext), th, tw, mat_h.shape[1], mat_w.shape[1], ext.shape[3]),
+                       (s_n, s_h * m_h, s_w * m_w, s_h, s_w, s_c))  # (n, th, tw, r_h, r_w, C)
+    out[...] = np.einsum("ik,ntsklc,jl->ijntsc", mat_h, tiles, mat_w, optimize=True).reshape(out.shape)
+
+
+def _transform_tiles(ext, mats, rows, tiles_hw, steps, phases, scratch, out) -> None:
+    """``_transforms_numpy``, by the compiled loops when ``rows`` (the matrices' nonzeros) are given.
+
+    ``phases`` (n, Hx, m_w, Wx // m_w, C) and ``scratch`` are the compiled loops' buffers.
+    """
+    if rows is None:
+        _transforms_numpy(ext, *mats, tiles_hw, steps, out)
+        return
+    nb, hx, wx, c = ext.shape
+    m_w = steps[1]
+    # column phases: phases[b, y, p, q] = ext[b, y, q*m_w + p], so each tile column is a contiguous run
+    np.copyto(phases[:nb], ext.reshape(nb, hx, wx // m_w, m_w, c).transpose(0, 1, 3, 2, 4))
+    kernels.winograd_input(phases[:nb], *rows, steps[0], *tiles_hw, scratch, out.reshape(-1))
 
 
 def _untransform_numpy(products, at_h, at_w, n, tiles_hw, y):
@@ -166,8 +187,8 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     at_w, g_w, bt_w = transform_matrices(m_w, kw)
     at_h, bt_h, at_w, bt_w = (mat.astype(x.dtype) for mat in (at_h, bt_h, at_w, bt_w))
     compiled = kernels.enabled()
-    if compiled:
-        rows = {name: _row_nonzeros(mat) for name, mat in (("bt_h", bt_h), ("bt_w", bt_w), ("at_h", at_h), ("at_w", at_w))}
+    rows = {name: _row_nonzeros(mat) for name, mat in (("bt_h", bt_h), ("bt_w", bt_w), ("at_h", at_h), ("at_w", at_w))
+            } if compiled else None
     # G g G^T for every (input, output) channel pair, in float64: one (C, F) matrix per tile point.
     # Under compute(): BLAS on one thread. A multi-threaded call here leaves OpenBLAS's threads
     # spinning, and they take cores from the parts below (measured 2x slower).
@@ -201,12 +222,8 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
             else:
                 pad_into(ext[:, :hp, :wp], x[b0:b1], padding, padding_mode)
             v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
-            if compiled:
-                # column phases: phases[b, y, p, q] = ext[b, y, q*m_w + p], so each tile column is a contiguous run
-                np.copyto(phases[:nb], ext.reshape(nb, hx, ux, m_w, c).transpose(0, 1, 3, 2, 4))
-                kernels.winograd_input(phases[:nb], rows["bt_h"], rows["bt_w"], m_h, th, tw, scratch, v_buf)
-            else:
-                _transforms_numpy(ext, bt_h, bt_w, (th, tw), (m_h, m_w), v)
+            _transform_tiles(ext, (bt_h, bt_w), rows and (rows["bt_h"], rows["bt_w"]), (th, tw), (m_h, m_w),
+                             phases, scratch, v)
             products = m_buf[:a_h * a_w * t * f].reshape(a_h * a_w, t, f)
             np.matmul(v.reshape(a_h * a_w, t, c), u, out=products)  # (a_h*a_w, tiles, F): the only real work
             y_block = y[b0:b1]
@@ -220,3 +237,65 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
 
     parallel.run(part, n)
     return y, xp
+
+
+def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dkernel (kh, kw, C, F), dbias (F,)) of the stride-1 correlation of ``xp`` (N, Hp, Wp, C) giving ``dz`` (N, Ho, Wo, F).
+
+    dkernel[k, l] = sum over outputs (y, x) of xp[y + k, x + l] (x) dz[y, x]. Cut the outputs into
+    the forward's m x m tiles: each tile adds the correlation of its a x a input tile with its
+    m x m block of dz, an r x r result: F(r, m), the roles of output and filter swapped. Its B^T
+    is the forward's (same points, same a), its G transforms dz, and the sum over tiles and images
+    becomes a*a GEMMs ``(C, tiles) @ (tiles, F)`` with the whole batch as their inner dimension.
+    """
+    n, hp, wp, c = xp.shape
+    _, ho, wo, f = dz.shape
+    kh, kw = kernel_hw
+    m_h, m_w = tile_size(ho, kh), tile_size(wo, kw)
+    th, tw = -(-ho // m_h), -(-wo // m_w)
+    a_h, a_w = m_h + kh - 1, m_w + kw - 1
+    hx, ux = th * m_h + kh - 1, -(-(tw * m_w + kw - 1) // m_w)
+    wx = ux * m_w
+    bt_h, bt_w = (transform_matrices(m, r)[2].astype(xp.dtype) for m, r in ((m_h, kh), (m_w, kw)))
+    (at_h, g_h, _), (at_w, g_w, _) = transform_matrices(kh, m_h), transform_matrices(kw, m_w)  # F(r, m)
+    g_h, g_w = g_h.astype(xp.dtype), g_w.astype(xp.dtype)
+    compiled = kernels.enabled()
+    rows_v = (_row_nonzeros(bt_h), _row_nonzeros(bt_w)) if compiled else None
+    rows_z = (_row_nonzeros(g_h), _row_nonzeros(g_w)) if compiled else None
+    tiles_per_image = th * tw
+    image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c + th * m_h * tw * m_w * f) * xp.itemsize
+    step = max(1, max_bytes // image_bytes)
+
+    def part(n0: int, n1: int):  # images n0:n1, on one core: their share of the sums
+        nb = min(step, n1 - n0)
+        ext_buf = np.zeros((nb, hx, wx, c), xp.dtype)  # tile overhang: zeros, never written
+        dz_buf = np.zeros((nb, th * m_h, tw * m_w, f), xp.dtype)
+        v_buf = np.empty((a_h, a_w, nb * tiles_per_image, c), xp.dtype)
+        z_buf = np.empty((a_h, a_w, nb * tiles_per_image, f), xp.dtype)
+        phases_v = np.empty((nb, hx, m_w, ux, c), xp.dtype) if compiled else None
+        phases_z = np.empty((nb, th * m_h, m_w, tw, f), xp.dtype) if compiled else None
+        scratch = np.empty(max(hx * a_w * tw * c, th * m_h * a_w * tw * f), xp.dtype) if compiled else None
+        total = np.zeros((a_h * a_w, c, f), xp.dtype)
+        products = np.empty_like(total)
+        dbias = np.zeros(f, xp.dtype)
+        for b0 in range(n0, n1, step):
+            b1 = min(b0 + step, n1)
+            t = (b1 - b0) * tiles_per_image
+            ext_buf[:b1 - b0, :hp, :wp] = xp[b0:b1]
+            dz_buf[:b1 - b0, :ho, :wo] = dz[b0:b1]
+            v, z = v_buf[:, :, :t], z_buf[:, :, :t]
+            if t < v_buf.shape[2]:  # the last, smaller block: contiguous buffers of its own size
+                v, z = np.empty_like(v), np.empty_like(z)
+            _transform_tiles(ext_buf[:b1 - b0], (bt_h, bt_w), rows_v, (th, tw), (m_h, m_w), phases_v, scratch, v)
+            _transform_tiles(dz_buf[:b1 - b0], (g_h, g_w), rows_z, (th, tw), (m_h, m_w), phases_z, scratch, z)
+            # (a*a, C, tiles) @ (a*a, tiles, F): every tile point's sum over the block's tiles
+            np.matmul(v.reshape(a_h * a_w, t, c).transpose(0, 2, 1), z.reshape(a_h * a_w, t, f), out=products)
+            total += products
+            dbias += dz[b0:b1].reshape(-1, f).sum(axis=0)  # a block at a time: short sums, small rounding
+        return total, dbias
+
+    with parallel.compute():
+        sums = parallel.run(part, n)
+        total = sum(s[0] for s in sums).reshape(a_h, a_w, c, f).astype(np.float64)
+        dkernel = np.einsum("ki,ijcf,lj->klcf", at_h, total, at_w, optimize=True).astype(xp.dtype)  # (kh, kw, C, F)
+    return dkernel, sum(s[1] for s in sums)
