@@ -336,9 +336,11 @@ def main(argv=None):
 def format_report(r) -> str:
     lines = [f"BLAS: {r['blas']}; {r['threads']} threads each; sgemm peak measured in this run: "
              f"{r['gemm_peak_gflops']:.0f} GFLOP/s; numpy {r['versions']['numpy']}, torch {r['versions']['torch']}, "
-             f"tensorflow {r['versions']['tensorflow']}.", "",
+             f"tensorflow {r['versions']['tensorflow']}. Effective % of GEMM peak: a direct convolution's "
+             f"FLOPs over the time, against that peak; Winograd does fewer multiplications, so it can pass 100%.",
+             "",
              "Layer (batch 128), median ms | convlayer | torch NCHW | torch channels_last | TensorFlow | "
-             "convlayer / fastest other | convlayer % of GEMM peak",
+             "convlayer / fastest other | convlayer effective % of GEMM peak",
              "---|---|---|---|---|---|---"]
     for key, t in r["layers"].items():
         name, mode = key.split(" ", 1)
@@ -349,7 +351,7 @@ def format_report(r) -> str:
                      f"{t['convlayer'] / others:.2f}x time | "
                      f"{flops / t['convlayer'] / 1e9 / r['gemm_peak_gflops'] * 100:.0f}%")
     lines += ["", "Lesson's model, images/s | convlayer | torch NCHW | torch channels_last | TensorFlow | "
-              "convlayer / fastest other | convlayer % of GEMM peak", "---|---|---|---|---|---|---"]
+              "convlayer / fastest other | convlayer effective % of GEMM peak", "---|---|---|---|---|---|---"]
     for mode, batch, mflop in (("train", TRAIN_BATCH, TRAIN_MFLOP_PER_IMAGE), ("infer", INFER_BATCH,
                                                                                INFER_MFLOP_PER_IMAGE)):
         t = r["model"][mode]
