@@ -18,6 +18,9 @@ copy and add moves whole image rows.
 The batch is split into one part per core (``convlayer.parallel``); each part pads, copies
 and multiplies its own images with its own buffer, and backward sums the parts' kernel
 gradients. Images never share a block, so parts never write to the same memory.
+
+Stride-1 layers with enough channels take Winograd's algorithm instead (``winograd``, chosen
+by ``choose_algorithm``): fewer multiplications, the same blocks and parts.
 """
 
 from __future__ import annotations

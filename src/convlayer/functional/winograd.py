@@ -27,6 +27,7 @@ documents what they compute; the tests check both against each other and against
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import Callable
@@ -122,6 +123,43 @@ def supports(kernel_hw, strides, dilation, groups: int) -> bool:
             and max(kh, kw) <= MAX_TILE - 1 and max(kh, kw) > 1)
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How Winograd cuts an (Ho, Wo) output into m x m tiles, per axis (rows, columns).
+
+    Each tile reads an a x a window of the padded input, a = m + r - 1. The windows span ``hx``
+    rows and ``ux * m_w`` columns (``wx``): the padded input, plus zeros below and to the right
+    where the last tiles overhang, rounded to whole column phases (see ``kernels.winograd_input``).
+    """
+
+    m: tuple[int, int]  # output tile
+    tiles: tuple[int, int]  # tiles down and across
+    a: tuple[int, int]  # input window
+    hx: int
+    ux: int
+
+    @property
+    def wx(self) -> int:
+        return self.ux * self.m[1]
+
+    @property
+    def per_image(self) -> int:
+        return self.tiles[0] * self.tiles[1]
+
+
+def tiling(out_hw, kernel_hw) -> Tiling:
+    """The tiles of an (Ho, Wo) output of a (kh, kw) kernel: ``tile_size`` on each axis.
+
+    >>> tiling((14, 14), (5, 5))
+    Tiling(m=(4, 4), tiles=(4, 4), a=(8, 8), hx=20, ux=5)
+    """
+    (ho, wo), (kh, kw) = out_hw, kernel_hw
+    m_h, m_w = tile_size(ho, kh), tile_size(wo, kw)
+    th, tw = -(-ho // m_h), -(-wo // m_w)
+    return Tiling((m_h, m_w), (th, tw), (m_h + kh - 1, m_w + kw - 1), th * m_h + kh - 1,
+                  -(-(tw * m_w + kw - 1) // m_w))
+
+
 # ---------------------------------------------------------------------------- the convolution
 
 
@@ -175,20 +213,14 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     (top, bottom), (left, right) = padding
     hp, wp = height + top + bottom, width + left + right
     ho, wo = hp - kh + 1, wp - kw + 1
-    m_h, m_w = tile_size(ho, kh), tile_size(wo, kw)
-    th, tw = -(-ho // m_h), -(-wo // m_w)
-    a_h, a_w = m_h + kh - 1, m_w + kw - 1
-    # The tiles read hx rows and wx columns: the padded input, plus zeros below and to the right
-    # where the last tiles overhang; wx is a whole number of column phases (see the compiled loops).
-    hx = th * m_h + kh - 1
-    ux = -(-(tw * m_w + kw - 1) // m_w)
-    wx = ux * m_w
+    tiles = tiling((ho, wo), (kh, kw))
+    (m_h, m_w), (th, tw), (a_h, a_w), hx, ux, wx = tiles.m, tiles.tiles, tiles.a, tiles.hx, tiles.ux, tiles.wx
     at_h, g_h, bt_h = transform_matrices(m_h, kh)
     at_w, g_w, bt_w = transform_matrices(m_w, kw)
     at_h, bt_h, at_w, bt_w = (mat.astype(x.dtype) for mat in (at_h, bt_h, at_w, bt_w))
     compiled = kernels.enabled()
-    rows = {name: _row_nonzeros(mat) for name, mat in (("bt_h", bt_h), ("bt_w", bt_w), ("at_h", at_h), ("at_w", at_w))
-            } if compiled else None
+    rows_bt = (_row_nonzeros(bt_h), _row_nonzeros(bt_w)) if compiled else None
+    rows_at = (_row_nonzeros(at_h), _row_nonzeros(at_w)) if compiled else None
     # G g G^T for every (input, output) channel pair, in float64: one (C, F) matrix per tile point.
     # Under compute(): BLAS on one thread. A multi-threaded call here leaves OpenBLAS's threads
     # spinning, and they take cores from the parts below (measured 2x slower).
@@ -196,7 +228,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
         u = (g_h @ kernel.astype(np.float64).reshape(kh, -1)).reshape(a_h, kw, c * f)  # (a_h, kw, C*F)
         u = np.matmul(g_w, u).astype(x.dtype).reshape(a_h * a_w, c, f)  # (a_h*a_w, C, F)
     bias = np.zeros(f, x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
-    tiles_per_image = th * tw
+    tiles_per_image = tiles.per_image
     image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c) * x.itemsize
     step = max(1, max_bytes // image_bytes)  # images per block: transforms and GEMMs stay in cache
     xp = np.empty((n, hp, wp, c), x.dtype) if keep_padded else None  # (N, Hp, Wp, C) for backward
@@ -222,13 +254,12 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
             else:
                 pad_into(ext[:, :hp, :wp], x[b0:b1], padding, padding_mode)
             v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
-            _transform_tiles(ext, (bt_h, bt_w), rows and (rows["bt_h"], rows["bt_w"]), (th, tw), (m_h, m_w),
-                             phases, scratch, v)
+            _transform_tiles(ext, (bt_h, bt_w), rows_bt, (th, tw), (m_h, m_w), phases, scratch, v)
             products = m_buf[:a_h * a_w * t * f].reshape(a_h * a_w, t, f)
             np.matmul(v.reshape(a_h * a_w, t, c), u, out=products)  # (a_h*a_w, tiles, F): the only real work
             y_block = y[b0:b1]
             if compiled:
-                kernels.winograd_output(m_buf, rows["at_h"], rows["at_w"], bias, nb, th, tw, scratch, y_block)
+                kernels.winograd_output(m_buf, *rows_at, bias, nb, th, tw, scratch, y_block)
             else:
                 y_block[...] = bias
                 _untransform_numpy(products.reshape(a_h, a_w, t, f), at_h, at_w, nb, (th, tw), y_block)
@@ -251,18 +282,15 @@ def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tu
     n, hp, wp, c = xp.shape
     _, ho, wo, f = dz.shape
     kh, kw = kernel_hw
-    m_h, m_w = tile_size(ho, kh), tile_size(wo, kw)
-    th, tw = -(-ho // m_h), -(-wo // m_w)
-    a_h, a_w = m_h + kh - 1, m_w + kw - 1
-    hx, ux = th * m_h + kh - 1, -(-(tw * m_w + kw - 1) // m_w)
-    wx = ux * m_w
+    tiles = tiling((ho, wo), kernel_hw)  # the forward's
+    (m_h, m_w), (th, tw), (a_h, a_w), hx, ux, wx = tiles.m, tiles.tiles, tiles.a, tiles.hx, tiles.ux, tiles.wx
     bt_h, bt_w = (transform_matrices(m, r)[2].astype(xp.dtype) for m, r in ((m_h, kh), (m_w, kw)))
     (at_h, g_h, _), (at_w, g_w, _) = transform_matrices(kh, m_h), transform_matrices(kw, m_w)  # F(r, m)
     g_h, g_w = g_h.astype(xp.dtype), g_w.astype(xp.dtype)
     compiled = kernels.enabled()
     rows_v = (_row_nonzeros(bt_h), _row_nonzeros(bt_w)) if compiled else None
     rows_z = (_row_nonzeros(g_h), _row_nonzeros(g_w)) if compiled else None
-    tiles_per_image = th * tw
+    tiles_per_image = tiles.per_image
     image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c + th * m_h * tw * m_w * f) * xp.itemsize
     step = max(1, max_bytes // image_bytes)
 
