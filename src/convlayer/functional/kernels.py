@@ -3,7 +3,7 @@
 NumPy does im2col, col2im and max pooling as a series of whole-array operations over
 strided slices, each a pass over memory whose inner loops run over only C values. Written as
 one loop each, they touch every value once. Measured on this machine (one core, per call):
-max pooling's backward 2.8x faster, its forward 1.3x, col2im 1.1x (conv2) to 2.3x (the
+max pooling's backward 2.8x faster, its forward 1.3x, col2im 5x (conv2) to 11x (the
 strided layer), the strided layer's window copy 1.7x, ReLU 4x (NumPy's maximum against a
 scalar is not vectorized). Winograd's transforms (``winograd``) are only worth doing this way:
 in NumPy, Winograd is slower than im2col. Only where they win: one-channel im2col and col2im
@@ -81,21 +81,33 @@ def _jit(fn):
 def col2im_add(dxp, n0, h0, c0, dcols, n, kh, kw, sh, sw, dh, dw, ho, wo):  # pragma: no cover - compiled
     """dxp[n0 + b, h0 + y, x, c0 + ch] += window gradients dcols (n*ho*wo, kh*kw*C), rows (b, ho, wo).
 
-    ``dxp`` is the whole contiguous array and the block is given by offsets, so the compiler
-    knows the channel stride is 1 and vectorizes the inner loop.
+    ``dxp`` is the whole contiguous array and the block is given by offsets. When a kernel row's
+    taps are adjacent pixels with all channels (no horizontal dilation, one group) each kernel row
+    is one run of kw*C values; else one run of C per tap. Flat indices, kept non-negative by
+    ``max`` as in the Winograd loops: measured 5x faster than indexing the 4-D array.
     """
+    _, hp, wp, c_all = dxp.shape
     c = dcols.shape[1] // (kh * kw)
+    depth = dcols.shape[1]
+    flat, src = dxp.reshape(-1), dcols.reshape(-1)
+    whole_rows = dw == 1 and c == c_all
     for b in range(n):
         for oh in range(ho):
             for ow in range(wo):
                 row = (b * ho + oh) * wo + ow
                 for i in range(kh):
                     y = h0 + oh * sh + i * dh
+                    if whole_rows:
+                        d0 = max((((n0 + b) * hp + y) * wp + ow * sw) * c_all, 0)
+                        s0 = max(row * depth + i * kw * c, 0)
+                        for q in range(kw * c):
+                            flat[d0 + q] += src[s0 + q]
+                        continue
                     for j in range(kw):
-                        x = ow * sw + j * dw
-                        base = (i * kw + j) * c
-                        for ch in range(c):
-                            dxp[n0 + b, y, x, c0 + ch] += dcols[row, base + ch]
+                        d0 = max((((n0 + b) * hp + y) * wp + ow * sw + j * dw) * c_all + c0, 0)
+                        s0 = max(row * depth + (i * kw + j) * c, 0)
+                        for q in range(c):
+                            flat[d0 + q] += src[s0 + q]
 
 
 @_jit
