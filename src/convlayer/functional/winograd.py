@@ -20,9 +20,11 @@ im2col's by a few 1e-6 relative to the largest output (tested). Tiles are at mos
 (``MAX_TILE``), where the error stays small.
 
 Only for stride 1, dilation 1 and one group; ``conv.conv2d_forward`` picks it when those
-hold (and uses it for the input gradient too, which is itself a stride-1 convolution).
-The transforms run as compiled loops (``kernels``), or as ``einsum`` in NumPy, which also
-documents what they compute; the tests check both against each other and against im2col.
+hold. Backward uses it twice more: the input gradient is itself a stride-1 convolution (of
+the output gradient with the flipped kernel), and the kernel gradient is F(r, m) over the
+same tiles (``kernel_grad``). The transforms run as compiled loops (``kernels``), or as
+``einsum`` in NumPy, which also documents what they compute; the tests check both against
+each other and against im2col.
 """
 
 from __future__ import annotations
