@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from convlayer.functional import conv2d_backward, conv2d_forward, kernels, winograd
-from convlayer.functional.conv import WINOGRAD_MIN_CHANNELS, choose_algorithm
+from convlayer.functional.conv import WINOGRAD_MAX_IMAGE_BYTES, WINOGRAD_MIN_CHANNELS, choose_algorithm
 from convlayer.layers import Conv2D
 from reference import assert_close, conv2d_reference
 
@@ -82,6 +82,16 @@ def test_auto_takes_winograd_for_the_lessons_second_layer_only():
     assert choose_algorithm("auto", (3, 3, 16, 8), (2, 2), (1, 1), 1) == "im2col"  # strided
     assert choose_algorithm("auto", (5, 5, WINOGRAD_MIN_CHANNELS - 1, 8), (1, 1), (1, 1), 1) == "im2col"
     assert choose_algorithm("im2col", (5, 5, 32, 64), (1, 1), (1, 1), 1) == "im2col"
+
+
+def test_auto_keeps_big_images_on_im2col():
+    """Winograd holds a whole image's tiles at once; im2col bounds its memory by row bands."""
+    kernel_shape = (3, 3, 64, 64)
+    assert choose_algorithm("auto", kernel_shape, (1, 1), (1, 1), 1, (56, 56)) == ("winograd" if kernels.enabled()
+                                                                                  else "im2col")
+    assert choose_algorithm("auto", kernel_shape, (1, 1), (1, 1), 1, (512, 512)) == "im2col"
+    assert winograd.tiling((512, 512), (3, 3)).bytes_per_image(64, 64, 4) > WINOGRAD_MAX_IMAGE_BYTES
+    assert choose_algorithm("winograd", kernel_shape, (1, 1), (1, 1), 1, (512, 512)) == "winograd"  # if asked
 
 
 def test_auto_keeps_im2col_without_the_compiled_transforms(transforms):

@@ -41,6 +41,7 @@ _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edg
 MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache while its GEMM runs (measured)
 ALGORITHMS = ("auto", "im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = 8  # below this the (tiles, C) @ (C, F) GEMMs are too thin to pay for the transforms
+WINOGRAD_MAX_IMAGE_BYTES = 64 << 20  # 'auto' keeps bigger images on im2col, whose memory is bounded per row band
 
 
 # ---------------------------------------------------------------------------- padding
@@ -246,22 +247,27 @@ class ConvCache:
     algorithm: str  # 'im2col' or 'winograd', as chosen by forward
 
 
-def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: int) -> str:
+def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: int, out_hw=None,
+                     itemsize: int = 4) -> str:
     """'im2col' or 'winograd' for ``algorithm`` ('auto', 'im2col' or 'winograd') and this geometry.
 
     'auto' takes Winograd where it applies (stride 1, no dilation, one group, kernel 2-7 wide)
-    and wins: at least ``WINOGRAD_MIN_CHANNELS`` input channels, with the compiled transforms.
+    and wins: at least ``WINOGRAD_MIN_CHANNELS`` input channels, with the compiled transforms,
+    and, given the output size ``out_hw``, one image's tiles within ``WINOGRAD_MAX_IMAGE_BYTES``
+    (Winograd works on whole images; im2col also splits an image into bands of rows).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
-    kh, kw, c_group, _ = kernel_shape
+    kh, kw, c_group, f_out = kernel_shape
     fits = winograd.supports((kh, kw), strides, dilation, groups)
     if algorithm == "winograd" and not fits:
         raise ValueError(f"algorithm='winograd' needs strides (1, 1), dilation (1, 1), groups=1 and a kernel "
                          f"2-{winograd.MAX_TILE - 1} wide, got kernel {(kh, kw)}, strides {tuple(strides)}, "
                          f"dilation {tuple(dilation)}, groups {groups}. Use algorithm='auto' or 'im2col'.")
     if algorithm == "auto":
-        wins = fits and c_group >= WINOGRAD_MIN_CHANNELS and kernels.enabled()
+        small = out_hw is None or (winograd.tiling(out_hw, (kh, kw)).bytes_per_image(c_group, f_out, itemsize)
+                                   <= WINOGRAD_MAX_IMAGE_BYTES)
+        wins = fits and c_group >= WINOGRAD_MIN_CHANNELS and kernels.enabled() and small
         return "winograd" if wins else "im2col"
     return algorithm
 
@@ -316,7 +322,7 @@ def conv2d_forward(
               conv_output_size(width, kw, strides[1], dilation[1], (left, right)))
     assert min(out_hw) > 0 and c_group * groups == c_in, "callers validate the geometry"
     max_chunk_bytes = max_chunk_bytes or MAX_CHUNK_BYTES
-    algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups)
+    algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups, out_hw, x.itemsize)
     if algorithm == "winograd":
         y, xp = winograd.conv2d(x, kernel, bias, padding, padding_mode, _pad_into, epilogue, max_chunk_bytes,
                                 keep_padded=keep_cache)

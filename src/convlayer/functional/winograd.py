@@ -148,6 +148,10 @@ class Tiling:
     def per_image(self) -> int:
         return self.tiles[0] * self.tiles[1]
 
+    def bytes_per_image(self, channels: int, filters: int, itemsize: int) -> int:
+        """Working memory of one image: its transformed tiles, their GEMM products and its window."""
+        return (self.a[0] * self.a[1] * self.per_image * (channels + filters) + self.hx * self.wx * channels) * itemsize
+
 
 def tiling(out_hw, kernel_hw) -> Tiling:
     """The tiles of an (Ho, Wo) output of a (kh, kw) kernel: ``tile_size`` on each axis.
@@ -231,8 +235,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
         u = np.matmul(g_w, u).astype(x.dtype).reshape(a_h * a_w, c, f)  # (a_h*a_w, C, F)
     bias = np.zeros(f, x.dtype) if bias is None else bias.astype(x.dtype, copy=False)
     tiles_per_image = tiles.per_image
-    image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c) * x.itemsize
-    step = max(1, max_bytes // image_bytes)  # images per block: transforms and GEMMs stay in cache
+    step = max(1, max_bytes // tiles.bytes_per_image(c, f, x.itemsize))  # images per block: in cache
     xp = np.empty((n, hp, wp, c), x.dtype) if keep_padded else None  # (N, Hp, Wp, C) for backward
     y = np.empty((n, ho, wo, f), x.dtype)
 
