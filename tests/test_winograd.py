@@ -5,7 +5,9 @@ well (against TensorFlow, PyTorch and the naive loops); here: the exact algebra,
 lesson's shapes at full size, the compiled and NumPy transforms, and the errors.
 """
 
+import doctest
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +265,10 @@ def test_block_sizes_and_need_dx_do_not_change_the_gradients(rng):
         results.append((y, *full))
     for name, a, b in zip(("y", "dx", "dkernel", "dbias"), *results):
         assert_close(a, b, 1e-12, name)
+
+
+def test_the_learn_page_example_runs():
+    """docs/learn.md works F(2, 3) through by hand; its printed numbers must stay true."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "learn.md"
+    result = doctest.testfile(str(page), module_relative=False)
+    assert result.attempted >= 5 and result.failed == 0
