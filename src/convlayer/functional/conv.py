@@ -33,63 +33,13 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import parallel
 from . import kernels, winograd
+from .padding import pad_into, pad_nhwc_backward
 from .shapes import Padding2D, conv_output_size
-
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache while its GEMM runs (measured)
 ALGORITHMS = ("auto", "im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = 8  # below this the (tiles, C) @ (C, F) GEMMs are too thin to pay for the transforms
 WINOGRAD_MAX_IMAGE_BYTES = 64 << 20  # 'auto' keeps bigger images on im2col, whose memory is bounded per row band
-
-
-# ---------------------------------------------------------------------------- padding
-
-
-def pad_nhwc(x: np.ndarray, padding: Padding2D, mode: str = "zeros", fill: float = 0) -> np.ndarray:
-    """Pad the two spatial axes of ``x`` (N, H, W, C) -> (N, H+t+b, W+l+r, C).
-
-    ``fill`` is the constant of mode 'zeros' (max pooling pads with -inf).
-    """
-    (top, bottom), (left, right) = padding
-    if top == bottom == left == right == 0:
-        return x
-    widths = ((0, 0), (top, bottom), (left, right), (0, 0))
-    if mode == "zeros":
-        return np.pad(x, widths, constant_values=fill)
-    return np.pad(x, widths, mode=_NUMPY_PAD_MODES[mode])
-
-
-def _pad_into(out: np.ndarray, x: np.ndarray, padding: Padding2D, mode: str) -> None:
-    """``out[...] = pad_nhwc(x, padding, mode)`` without the temporary for zero padding."""
-    if mode != "zeros":
-        out[...] = pad_nhwc(x, padding, mode)
-        return
-    (top, bottom), (left, right) = padding
-    height, width = x.shape[1:3]
-    out[:, :top] = 0
-    out[:, top + height:] = 0
-    out[:, top:top + height, :left] = 0
-    out[:, top:top + height, left + width:] = 0
-    out[:, top:top + height, left:left + width] = x
-
-
-def pad_nhwc_backward(dxp: np.ndarray, in_hw: tuple[int, int], padding: Padding2D, mode: str) -> np.ndarray:
-    """Gradient of ``pad_nhwc``: fold each padded pixel's gradient back onto its source."""
-    (top, bottom), (left, right) = padding
-    height, width = in_hw
-    if mode == "zeros" or top == bottom == left == right == 0:
-        return dxp[:, top:top + height, left:left + width]  # a view: no copy of the whole gradient
-    np_mode = _NUMPY_PAD_MODES[mode]
-    src_rows = np.pad(np.arange(height), (top, bottom), mode=np_mode)  # (Hp,) source row of each padded row
-    src_cols = np.pad(np.arange(width), (left, right), mode=np_mode)  # (Wp,)
-    n, _, wp, c = dxp.shape
-    d_rows = np.zeros((n, height, wp, c), dxp.dtype)
-    np.add.at(d_rows, (slice(None), src_rows), dxp)  # (N, H, Wp, C)
-    dx = np.zeros((n, height, width, c), dxp.dtype)
-    np.add.at(dx, (slice(None), slice(None), src_cols), d_rows)  # (N, H, W, C)
-    return dx
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -247,6 +197,17 @@ class ConvCache:
     algorithm: str  # 'im2col' or 'winograd', as chosen by forward
 
 
+def check_algorithm(algorithm, kernel_hw, strides, dilation, groups: int, *, owner: str = "") -> None:
+    """Raise ValueError unless ``algorithm`` is one of ``ALGORITHMS`` and can compute this geometry."""
+    where = f"{owner}: " if owner else ""
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"{where}algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}.")
+    if algorithm == "winograd" and not winograd.supports(kernel_hw, strides, dilation, groups):
+        raise ValueError(f"{where}algorithm='winograd' needs strides 1, dilation 1, groups=1 and a kernel "
+                         f"2-{winograd.MAX_TILE - 1} wide; got kernel {tuple(kernel_hw)}, strides {tuple(strides)}, "
+                         f"dilation {tuple(dilation)}, groups {groups}. Use algorithm='auto' or 'im2col'.")
+
+
 def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: int, out_hw=None,
                      itemsize: int = 4) -> str:
     """'im2col' or 'winograd' for ``algorithm`` ('auto', 'im2col' or 'winograd') and this geometry.
@@ -256,20 +217,15 @@ def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: in
     and, given the output size ``out_hw``, one image's tiles within ``WINOGRAD_MAX_IMAGE_BYTES``
     (Winograd works on whole images; im2col also splits an image into bands of rows).
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
     kh, kw, c_group, f_out = kernel_shape
-    fits = winograd.supports((kh, kw), strides, dilation, groups)
-    if algorithm == "winograd" and not fits:
-        raise ValueError(f"algorithm='winograd' needs strides (1, 1), dilation (1, 1), groups=1 and a kernel "
-                         f"2-{winograd.MAX_TILE - 1} wide, got kernel {(kh, kw)}, strides {tuple(strides)}, "
-                         f"dilation {tuple(dilation)}, groups {groups}. Use algorithm='auto' or 'im2col'.")
-    if algorithm == "auto":
-        small = out_hw is None or (winograd.tiling(out_hw, (kh, kw)).bytes_per_image(c_group, f_out, itemsize)
-                                   <= WINOGRAD_MAX_IMAGE_BYTES)
-        wins = fits and c_group >= WINOGRAD_MIN_CHANNELS and kernels.enabled() and small
-        return "winograd" if wins else "im2col"
-    return algorithm
+    check_algorithm(algorithm, (kh, kw), strides, dilation, groups)
+    if algorithm != "auto":
+        return algorithm
+    small = out_hw is None or (winograd.tiling(out_hw, (kh, kw)).bytes_per_image(c_group, f_out, itemsize)
+                               <= WINOGRAD_MAX_IMAGE_BYTES)
+    wins = (winograd.supports((kh, kw), strides, dilation, groups) and c_group >= WINOGRAD_MIN_CHANNELS
+            and kernels.enabled() and small)
+    return "winograd" if wins else "im2col"
 
 
 # ---------------------------------------------------------------------------- public
@@ -315,8 +271,8 @@ def conv2d_forward(
     array([[4., 4.],
            [4., 4.]])
     """
-    n, height, width, c_in = x.shape
-    kh, kw, c_group, f_out = kernel.shape
+    _, height, width, c_in = x.shape
+    kh, kw, c_group, _ = kernel.shape
     (top, bottom), (left, right) = padding
     out_hw = (conv_output_size(height, kh, strides[0], dilation[0], (top, bottom)),
               conv_output_size(width, kw, strides[1], dilation[1], (left, right)))
@@ -324,11 +280,23 @@ def conv2d_forward(
     max_chunk_bytes = max_chunk_bytes or MAX_CHUNK_BYTES
     algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups, out_hw, x.itemsize)
     if algorithm == "winograd":
-        y, xp = winograd.conv2d(x, kernel, bias, padding, padding_mode, _pad_into, epilogue, max_chunk_bytes,
+        y, xp = winograd.conv2d(x, kernel, bias, padding, padding_mode, epilogue, max_chunk_bytes,
                                 keep_padded=keep_cache)
-        cache = ConvCache(xp, (height, width), kernel, bias is not None, (1, 1), padding, (1, 1), 1, padding_mode,
-                          out_hw, max_chunk_bytes, algorithm) if keep_cache else None
-        return y, cache
+    else:
+        y, xp = _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding_mode, epilogue,
+                                out_hw, max_chunk_bytes)
+    if not keep_cache:
+        return y, None
+    cache = ConvCache(xp, (height, width), kernel, bias is not None, tuple(strides), padding, tuple(dilation), groups,
+                      padding_mode, out_hw, max_chunk_bytes, algorithm)
+    return y, cache
+
+
+def _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding_mode, epilogue, out_hw, max_bytes):
+    """(y (N, Ho, Wo, F), the padded input (N, Hp, Wp, C)) by im2col blocks; see ``conv2d_forward``."""
+    n, height, width, c_in = x.shape
+    kh, kw, c_group, f_out = kernel.shape
+    (top, bottom), (left, right) = padding
     padded = any(padding[0]) or any(padding[1])
     xp = np.empty((n, height + top + bottom, width + left + right, c_in), x.dtype) if padded else x  # (N, Hp, Wp, C)
     depth = kh * kw * c_group
@@ -342,9 +310,8 @@ def conv2d_forward(
 
     def forward_part(n0: int, n1: int) -> None:  # images n0:n1, on one core
         if padded:
-            _pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
-        blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, strides, dilation, out_hw, max_chunk_bytes,
-                                has_bias)
+            pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
+        blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, strides, dilation, out_hw, max_bytes, has_bias)
         for (b0, b1, h0, h1), g, _, f_sl, cols in blocks:
             y_block = y[n0 + b0:n0 + b1, h0:h1]  # (n, rows, Wo, F), contiguous
             if groups == 1:
@@ -355,11 +322,7 @@ def conv2d_forward(
                 epilogue(y_block)
 
     parallel.run(forward_part, n)
-    if not keep_cache:
-        return y, None
-    cache = ConvCache(xp, (height, width), kernel, has_bias, tuple(strides), padding, tuple(dilation), groups,
-                      padding_mode, out_hw, max_chunk_bytes, algorithm)
-    return y, cache
+    return y, xp
 
 
 def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
@@ -378,16 +341,16 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
         dx (N, H, W, C) or None, dkernel (kh, kw, C // groups, F), dbias (F,) or None.
     """
     xp, kernel = cache.xp, cache.kernel
+    dy = dy.astype(xp.dtype, copy=False)  # blocks are reshaped (copied if need be) inside the parts
+    if cache.algorithm == "winograd":  # whole-batch transforms: apply the epilogue's backward first
+        dz = _apply_epilogue_grad(dy, epilogue_grad)
+        dkernel, dbias = winograd.kernel_grad(xp, dz, kernel.shape[:2], cache.max_chunk_bytes)
+        dx = _input_grad_winograd(dz, cache) if need_dx else None
+        return dx, dkernel, dbias if cache.has_bias else None
     kh, kw, c_group, f_out = kernel.shape
     groups, out_hw, strides = cache.groups, cache.out_hw, cache.strides
     depth = kh * kw * c_group
     tap_major = _tap_major(c_group)
-    dy = dy.astype(xp.dtype, copy=False)  # blocks are reshaped (copied if need be) inside the parts
-    if cache.algorithm == "winograd":  # whole-batch transforms: apply the epilogue's backward first
-        dz = _apply_epilogue_grad(dy, epilogue_grad)
-        dkernel, dbias = winograd.kernel_grad(xp, dz, (kh, kw), cache.max_chunk_bytes)
-        dx = _input_grad_winograd(dz, cache) if need_dx else None
-        return dx, dkernel, dbias if cache.has_bias else None
     kernel_t = np.ascontiguousarray(kernel.reshape(depth, groups, f_out // groups).transpose(1, 2, 0))  # (G, Fg, K)
     has_bias = cache.has_bias
     dxp = np.empty(xp.shape, xp.dtype) if need_dx else None
@@ -458,6 +421,6 @@ def _input_grad_winograd(dz: np.ndarray, cache: ConvCache) -> np.ndarray:
     crop = [max(0, -p) for p in pads]
     dz = dz[:, crop[0]:dz.shape[1] - crop[1], crop[2]:dz.shape[2] - crop[3]]  # (N, Ho', Wo', F)
     pads = [max(0, p) for p in pads]
-    grad, _ = winograd.conv2d(dz, flipped, None, ((pads[0], pads[1]), (pads[2], pads[3])), "zeros", _pad_into, None,
+    grad, _ = winograd.conv2d(dz, flipped, None, ((pads[0], pads[1]), (pads[2], pads[3])), "zeros", None,
                               cache.max_chunk_bytes, keep_padded=False)
     return grad if zeros else pad_nhwc_backward(grad, cache.in_hw, cache.padding, cache.padding_mode)

@@ -1,6 +1,7 @@
 """Fully connected layer math: ``y = x @ kernel + bias`` over the last axis.
 
-The GEMMs are split into row ranges run on every core (``parallel.run``).
+The GEMMs are split over the cores (``parallel.run``): by output columns, or by rows where
+that measured faster (the kernel gradient, and outputs too narrow to split by columns).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import parallel
 from . import kernels
-from .conv import pad_nhwc
+from .padding import pad_nhwc
 from .shapes import Padding2D, conv_output_size
 
 

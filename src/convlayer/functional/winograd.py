@@ -39,6 +39,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import parallel
 from . import kernels
+from .padding import pad_into
 from .shapes import Padding2D
 
 MAX_TILE = 8  # a = m + r - 1 <= 8: points up to +-2 and +-1/2 keep float32 error near 1e-6
@@ -208,11 +209,11 @@ def _untransform_numpy(products, at_h, at_w, n, tiles_hw, y):
 
 
 def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: Padding2D, padding_mode: str,
-           pad_into: Callable, epilogue: Callable | None, max_bytes: int, keep_padded: bool):
+           epilogue: Callable | None, max_bytes: int, keep_padded: bool):
     """Stride-1 cross-correlation of ``x`` (N, H, W, C) with ``kernel`` (kh, kw, C, F), plus ``bias``.
 
     Returns ``(y, xp)``: y (N, Ho, Wo, F) and, with ``keep_padded``, the padded input
-    (N, Hp, Wp, C) that backward needs (else None). ``pad_into(out, x, padding, mode)`` pads.
+    (N, Hp, Wp, C) that backward needs (else None).
     """
     n, height, width, c = x.shape
     kh, kw, _, f = kernel.shape
@@ -303,8 +304,8 @@ def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tu
         nb = min(step, n1 - n0)
         ext_buf = np.zeros((nb, hx, wx, c), xp.dtype)  # tile overhang: zeros, never written
         dz_buf = np.zeros((nb, th * m_h, tw * m_w, f), xp.dtype)
-        v_buf = np.empty((a_h, a_w, nb * tiles_per_image, c), xp.dtype)
-        z_buf = np.empty((a_h, a_w, nb * tiles_per_image, f), xp.dtype)
+        v_buf = np.empty(a_h * a_w * nb * tiles_per_image * c, xp.dtype)
+        z_buf = np.empty(a_h * a_w * nb * tiles_per_image * f, xp.dtype)
         phases_v = np.empty((nb, hx, m_w, ux, c), xp.dtype) if compiled else None
         phases_z = np.empty((nb, th * m_h, m_w, tw, f), xp.dtype) if compiled else None
         scratch = np.empty(max(hx * a_w * tw * c, th * m_h * a_w * tw * f), xp.dtype) if compiled else None
@@ -316,9 +317,8 @@ def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tu
             t = (b1 - b0) * tiles_per_image
             ext_buf[:b1 - b0, :hp, :wp] = xp[b0:b1]
             dz_buf[:b1 - b0, :ho, :wo] = dz[b0:b1]
-            v, z = v_buf[:, :, :t], z_buf[:, :, :t]
-            if t < v_buf.shape[2]:  # the last, smaller block: contiguous buffers of its own size
-                v, z = np.empty_like(v), np.empty_like(z)
+            v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
+            z = z_buf[:a_h * a_w * t * f].reshape(a_h, a_w, t, f)
             _transform_tiles(ext_buf[:b1 - b0], (bt_h, bt_w), rows_v, (th, tw), (m_h, m_w), phases_v, scratch, v)
             _transform_tiles(dz_buf[:b1 - b0], (g_h, g_w), rows_z, (th, tw), (m_h, m_w), phases_z, scratch, z)
             # (a*a, C, tiles) @ (a*a, tiles, F): every tile point's sum over the block's tiles

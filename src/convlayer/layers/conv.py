@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from ..functional import activations as act_mod
-from ..functional import winograd
-from ..functional.conv import ALGORITHMS, PADDING_MODES, conv2d_backward, conv2d_forward
+from ..functional.conv import check_algorithm, conv2d_backward, conv2d_forward
+from ..functional.padding import PADDING_MODES
 from ..functional.shapes import (DATA_FORMATS, conv_output_spatial, effective_kernel_size, normalize_padding,
                                  normalize_tuple, resolve_padding)
 from .base import KernelLayer
@@ -66,14 +66,7 @@ class Conv2D(KernelLayer):
             raise ValueError(f"{who}: filters={self.filters} must be divisible by groups={groups}; "
                              f"choose groups among the divisors of {self.filters}.")
         self.groups = int(groups)
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"{who}: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}.")
-        if algorithm == "winograd" and not winograd.supports(self.kernel_size, self.strides, self.dilation_rate,
-                                                             self.groups):
-            raise ValueError(f"{who}: algorithm='winograd' needs strides 1, dilation_rate 1, groups=1 and a kernel "
-                             f"2-{winograd.MAX_TILE - 1} wide; got kernel_size={self.kernel_size}, "
-                             f"strides={self.strides}, dilation_rate={self.dilation_rate}, groups={self.groups}. "
-                             f"Use algorithm='auto' or 'im2col'.")
+        check_algorithm(algorithm, self.kernel_size, self.strides, self.dilation_rate, self.groups, owner=who)
         self.algorithm = algorithm
         self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                               bias_regularizer, kernel_constraint, bias_constraint)

@@ -35,7 +35,7 @@ MISTAKES_COUNT = 24
 
 
 def _add_input_options(parser, *, examples):
-    from ..functional.conv import PADDING_MODES
+    from ..functional.padding import PADDING_MODES
 
     group = parser.add_argument_group("what to convolve (default: the lesson's example 1)")
     group.add_argument("--example", choices=examples, help="one of the lesson's worked examples: 1) a 3x3 kernel "

@@ -1,7 +1,7 @@
 """A step-by-step record of one convolution, for ``convlayer explain``, ``draw`` and the web panel.
 
 The numbers come from the library itself: padding from ``functional.shapes``, the padded
-input from ``functional.conv.pad_nhwc`` and the output from ``functional.conv.conv2d_forward``.
+input from ``functional.padding.pad_nhwc`` and the output from ``functional.conv.conv2d_forward``.
 The per-position windows are views of that padded input; each step's sum is checked
 against the real output, so the trace cannot drift from what the layer computes.
 """
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..functional import shapes
-from ..functional.conv import PADDING_MODES, conv2d_forward, pad_nhwc
+from ..functional.conv import conv2d_forward
+from ..functional.padding import PADDING_MODES, pad_nhwc
 
 
 @dataclass
