@@ -18,6 +18,7 @@ from ..layers import LAYER_CLASSES, Layer
 # too few rows; 1,000 is no faster than 512.
 PREDICT_BATCH = 512
 
+
 @dataclass
 class History:
     """Per-epoch metrics of ``fit``: ``history['loss'][epoch]`` like Keras."""
