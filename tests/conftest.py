@@ -12,3 +12,19 @@ import pytest  # noqa: E402
 def rng() -> np.random.Generator:
     """A fresh, seeded generator per test: failures reproduce exactly."""
     return np.random.default_rng(20240531)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """The suite's one small trained model: `convlayer train` on scikit-learn's 8x8 digits.
+
+    A run folder with best.npz, last.npz and log.csv (MNISTModel(8, 10), 2 epochs, about 90%
+    test accuracy). Tests that need a trained checkpoint share it; none may modify it.
+    """
+    from convlayer.cli import main
+
+    out = tmp_path_factory.mktemp("digits-run")
+    code = main(["train", "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--output-dir", str(out),
+                 "--quiet", "--seed", "1"])
+    assert code == 0
+    return out

@@ -15,15 +15,6 @@ from convlayer.datasets import write_idx
 from convlayer.models import MNISTModel
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    code = main(["train", "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--output-dir", str(out),
-                 "--quiet", "--seed", "1"])
-    assert code == 0
-    return out
-
-
 def digit_png(path, size=120, light_background=True):
     image = Image.new("L", (size, size), 255 if light_background else 0)
     draw = ImageDraw.Draw(image)

@@ -6,55 +6,21 @@ Other modules add commands through ``register(subparsers)`` (see ``COMMAND_MODUL
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import math
 import json
 import os
 import sys
 
 import numpy as np
 
-PROG = "convlayer"
-COMMAND_MODULES = ("convlayer.viz.commands", "convlayer.web.commands")
+from .clitools import (PROG, Parser, UsageError, error_line, fraction, load_checkpoint, non_negative_int,
+                       positive_float, positive_int, say)
 
-
-class UsageError(Exception):
-    """A user mistake that argparse cannot see (bad value combinations, missing files)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, like argparse but without the usage block
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def arg_type(convert, accept, expected: str):
-    """An argparse ``type=``: ``convert`` the text, then check ``accept(value)``; one-line errors."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    parse.__name__ = expected.replace(" ", "_")  # argparse names the type in some messages
-    return parse
-
-
-positive_int = arg_type(int, lambda v: v > 0, "a positive integer")
-non_negative_int = arg_type(int, lambda v: v >= 0, "a non-negative integer")
-fraction = arg_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-positive_float = arg_type(float, lambda v: 0 < v < math.inf, "a positive number")
-finite_float = arg_type(float, math.isfinite, "a finite number")
+COMMAND_MODULES = ("convlayer.viz.commands", "convlayer.web.commands", "convlayer.interop.commands",
+                   "convlayer.learn.commands")
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _say(*parts):
-    print(*parts, flush=True)
 
 
 def resolve_dataset(name: str, data_dir=None) -> str:
@@ -76,12 +42,6 @@ def resolve_dataset(name: str, data_dir=None) -> str:
     return "digits"
 
 
-def _load_checkpoint(path):
-    from . import checkpoint  # imported when needed: `convlayer --help` stays quick
-
-    return checkpoint.load(path)
-
-
 # ---------------------------------------------------------------------------- commands
 
 
@@ -98,20 +58,20 @@ def cmd_train(args):
         config.learning_rate = 1e-3 if args.optimizer == "adam" else 0.05
     callbacks = [] if args.quiet else [_ProgressBar()]
     if args.resume:
-        _say(f"Resuming {args.resume} up to epoch {args.epochs}")
+        say(f"Resuming {args.resume} up to epoch {args.epochs}")
     else:
-        _say(f"Training the lesson's CNN on {dataset} for {args.epochs} epoch{'s' * (args.epochs != 1)} "
+        say(f"Training the lesson's CNN on {dataset} for {args.epochs} epoch{'s' * (args.epochs != 1)} "
              f"(batch {args.batch_size}, "
              f"{args.optimizer}, {args.schedule} schedule) -> {output_dir}/")
     result = train(config, resume=args.resume, callbacks=callbacks)
-    _say(f"Data: {result.dataset_source}")
+    say(f"Data: {result.dataset_source}")
     criterion = "validation accuracy" if result.config.validation_split else "training loss (no validation split)"
-    _say(f"Best epoch by {criterion}: {result.best_epoch}; checkpoint {result.best_path}")
-    _say(f"Per-epoch log: {result.log_path}")
-    _say(f"Test accuracy: {result.test_accuracy * 100:.2f}% (loss {result.test_loss:.4f}) on "
+    say(f"Best epoch by {criterion}: {result.best_epoch}; checkpoint {result.best_path}")
+    say(f"Per-epoch log: {result.log_path}")
+    say(f"Test accuracy: {result.test_accuracy * 100:.2f}% (loss {result.test_loss:.4f}) on "
          f"{result.config.dataset} test set")
     if result.config.dataset != "mnist":
-        _say("To train on MNIST: put its four IDX files in a folder and run "
+        say("To train on MNIST: put its four IDX files in a folder and run "
              "`convlayer train --dataset mnist --data-dir FOLDER` (or let it download them).")
     return 0
 
@@ -154,7 +114,7 @@ class _ProgressBar:
 def cmd_evaluate(args):
     from .training import confusion_matrix
 
-    ck = _load_checkpoint(args.checkpoint)
+    ck = load_checkpoint(args.checkpoint)
     data = ck.test_data(args.dataset, args.data_dir)
     logits = ck.model.predict(data.x_test)
     predictions = logits.argmax(axis=1)
@@ -162,18 +122,18 @@ def cmd_evaluate(args):
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     accuracy = float((predictions == data.y_test).mean())
     if args.json:
-        _say(json.dumps({"dataset": data.name, "accuracy": accuracy, "per_class_accuracy": per_class.tolist(),
+        say(json.dumps({"dataset": data.name, "accuracy": accuracy, "per_class_accuracy": per_class.tolist(),
                          "class_names": list(data.class_names), "confusion_matrix": matrix.tolist()}))
         return 0
-    _say(f"{data.name} test set: {len(data.y_test)} images, accuracy {accuracy * 100:.2f}%")
-    _say("\nPer-class accuracy:")
+    say(f"{data.name} test set: {len(data.y_test)} images, accuracy {accuracy * 100:.2f}%")
+    say("\nPer-class accuracy:")
     for name, value, count in zip(data.class_names, per_class, matrix.sum(axis=1)):
-        _say(f"  {name:>12s}  {value * 100:6.2f}%  ({count} images)")
+        say(f"  {name:>12s}  {value * 100:6.2f}%  ({count} images)")
     width = max(5, len(str(matrix.max())) + 1)
-    _say("\nConfusion matrix (rows: true class, columns: predicted):")
-    _say("      " + "".join(f"{i:>{width}d}" for i in range(data.num_classes)))
+    say("\nConfusion matrix (rows: true class, columns: predicted):")
+    say("      " + "".join(f"{i:>{width}d}" for i in range(data.num_classes)))
     for i, row in enumerate(matrix):
-        _say(f"  {i:>3d} " + "".join(f"{v:>{width}d}" for v in row))
+        say(f"  {i:>3d} " + "".join(f"{v:>{width}d}" for v in row))
     return 0
 
 
@@ -182,14 +142,14 @@ def cmd_predict(args):
     from .preprocess import prepare
     from .viz.figures import top_predictions
 
-    ck = _load_checkpoint(args.checkpoint)
+    ck = load_checkpoint(args.checkpoint)
     model = ck.model
     names = ck.class_names(model.output_size)
     for path in args.images:
         image = prepare(path, model.input_dim)
         probs = softmax(model.predict(image[None]))[0]
         ranked = ", ".join(f"{name} {p * 100:.1f}%" for name, p in top_predictions(probs, names, k=3))
-        _say(f"{path}: {ranked}")
+        say(f"{path}: {ranked}")
     return 0
 
 
@@ -197,10 +157,10 @@ def cmd_summary(args):
     from .models import MNISTModel
 
     if args.checkpoint:
-        model = _load_checkpoint(args.checkpoint).model
+        model = load_checkpoint(args.checkpoint).model
     else:
         model = MNISTModel(args.input_dim, args.output_size)
-    _say(model.summary())
+    say(model.summary())
     return 0
 
 
@@ -210,19 +170,19 @@ def cmd_datasets(args):
     for entry in datasets.available():
         mark = "yes" if entry["available"] else "no "
         note = f" - {entry['note']}" if entry.get("note") else ""
-        _say(f"  [{mark}] {entry['name']:<14s} {entry.get('source', '')}{note}")
+        say(f"  [{mark}] {entry['name']:<14s} {entry.get('source', '')}{note}")
     return 0
 
 
 # ---------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="The lesson's CNN and its convolution layer, on NumPy.")
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description="The lesson's CNN and its convolution layer, on NumPy.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('convlayer').__version__}")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="cores to split the work over (default: all this process may use)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
     p = sub.add_parser("train", help="train the lesson's CNN and report test accuracy",
@@ -304,8 +264,7 @@ def main(argv=None) -> int:
             IsADirectoryError, NotADirectoryError) as exc:
         if os.environ.get("CONVLAYER_DEBUG"):
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        print(error_line(args.command, str(exc) or type(exc).__name__), file=sys.stderr)
         return 1
     except ImportError as exc:
         print(f"{PROG} {args.command}: error: {exc}. Install the extras: pip install 'convlayer[all]'.",

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .datasets.dataset import check_seed, check_validation_split, num_batches
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, check_writable_dir
 from . import optimizers as optimizers_mod
 from .models import Callback, MNISTModel
 
@@ -181,6 +181,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
     if config.limit:
         x_train, y_train = x_train[:config.limit], y_train[:config.limit]
     run_dir = Path(config.output_dir)
+    check_writable_dir(run_dir, what="--output-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"dataset": data.name, "class_names": list(data.class_names), "input_dim": data.input_dim}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import _load_checkpoint, _say, finite_float, non_negative_int, positive_float, positive_int
+from ..clitools import finite_float, load_checkpoint, non_negative_int, positive_float, positive_int, say
 
 INPUT_FLAGS = ("input", "size", "image")
 DEFAULT_KERNEL_SIZE = (3, 3)
@@ -147,9 +147,9 @@ def cmd_explain(args):
     for trace, title, note in traces_from_args(args):
         max_steps = len(trace.steps) if args.all else args.steps
         texts.append(render_trace(trace, max_steps=max_steps, title=title, note=note))
-    _say("\n\n".join(texts))
+    say("\n\n".join(texts))
     if args.example is None and not any(getattr(args, flag) is not None for flag in INPUT_FLAGS):
-        _say("\nMore: convlayer explain --example 2 (stride 2), --example 3 ('same' padding), or your own numbers "
+        say("\nMore: convlayer explain --example 2 (stride 2), --example 3 ('same' padding), or your own numbers "
              "with --input/--kernel (see --help).")
     return 0
 
@@ -183,7 +183,7 @@ def cmd_draw(args):
     else:
         paths = draw.write_frames(trace, out, fmt, cell=args.cell)
     for path in paths:
-        _say(path)
+        say(path)
     return 0
 
 
@@ -203,7 +203,7 @@ def load_test_data(ck, dataset=None, data_dir=None):
 
 
 def _test_predictions(args):
-    ck = _load_checkpoint(args.checkpoint)
+    ck = load_checkpoint(args.checkpoint)
     data = load_test_data(ck, args.dataset, args.data_dir)
     x, y = data.x_test, np.asarray(data.y_test)
     if args.limit:
@@ -217,10 +217,10 @@ def _test_predictions(args):
 def cmd_show_filters(args):
     from . import figures
 
-    ck = _load_checkpoint(args.checkpoint)
+    ck = load_checkpoint(args.checkpoint)
     layer = ck.model.get_layer("conv1")
     figure = figures.filters_figure(layer.params["kernel"], title=f"{Path(args.checkpoint).name} conv1")
-    _say(figures.save_png(figure, _default_out(args, args.checkpoint, "filters")))
+    say(figures.save_png(figure, _default_out(args, args.checkpoint, "filters")))
     return 0
 
 
@@ -228,7 +228,7 @@ def cmd_show_activations(args):
     from ..preprocess import prepare
     from . import figures
 
-    ck = _load_checkpoint(args.checkpoint)
+    ck = load_checkpoint(args.checkpoint)
     model = ck.model
     dim = ck.input_dim
     if not dim:
@@ -241,7 +241,7 @@ def cmd_show_activations(args):
                                                                 f"{Path(args.checkpoint).name}")
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
         f"{Path(args.checkpoint).stem}_activations_{Path(args.image).stem}.png")
-    _say(figures.save_png(figure, out))
+    say(figures.save_png(figure, out))
     return 0
 
 
@@ -254,7 +254,7 @@ def cmd_show_curves(args):
     rows = read_log(log)
     figure = figures.curves_figure(rows, title=f"training curves: {log.parent.name or log.name}")
     out = Path(args.out) if args.out else log.with_name("curves.png")
-    _say(figures.save_png(figure, out))
+    say(figures.save_png(figure, out))
     return 0
 
 
@@ -266,7 +266,7 @@ def cmd_show_confusion(args):
     matrix = confusion_matrix(y, probs.argmax(axis=1), probs.shape[1])
     figure = figures.confusion_figure(matrix, ck.class_names(probs.shape[1]),
                                       title=f"{data.name} test set, {Path(args.checkpoint).name}")
-    _say(figures.save_png(figure, _default_out(args, args.checkpoint, "confusion")))
+    say(figures.save_png(figure, _default_out(args, args.checkpoint, "confusion")))
     return 0
 
 
@@ -281,7 +281,7 @@ def cmd_show_mistakes(args):
                                      probs[index, predictions[index]], ck.class_names(probs.shape[1]),
                                      title=f"{data.name}: {wrong} of {len(y)} test images misclassified, "
                                            f"most confident first")
-    _say(figures.save_png(figure, _default_out(args, args.checkpoint, "mistakes")))
+    say(figures.save_png(figure, _default_out(args, args.checkpoint, "mistakes")))
     return 0
 
 
