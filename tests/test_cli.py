@@ -107,7 +107,7 @@ def test_user_mistakes_are_one_line_exit_1(digits_run, tmp_path, capsys):
         (["predict", str(digits_run / "best.npz"), str(tmp_path / "nope.png")], "not found"),
         (["predict", str(digits_run / "best.npz"), str(bad_image)], "cannot read"),
         (["evaluate", str(other_arch), "--dataset", "digits"], "the checkpoint expects 28x28 images"),
-        (["evaluate", str(bad_image)], "not a readable convlayer checkpoint"),
+        (["evaluate", str(bad_image)], "not a convlayer checkpoint"),
         (["train", "--resume", str(digits_run / "best.npz"), "--epochs", "3"], "has no training state"),
     ]
     for argv, message in cases:

@@ -197,7 +197,7 @@ def test_checkpoint_of_another_architecture_names_the_layer_and_shapes(tmp_path)
                                                          r"checkpoint but \(3136, 1024\)"):
         checkpoint.load_weights(big, weights, path)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(checkpoint.CheckpointError, match="not a readable convlayer checkpoint"):
+    with pytest.raises(checkpoint.CheckpointError, match="not a convlayer checkpoint"):
         checkpoint.load(tmp_path / "bad.npz")
 
 
@@ -232,7 +232,7 @@ def test_sequential_fit_learns_and_reports_history(rng):
     assert model.evaluate(data.x_test[..., None], data.y_test)["accuracy"] > 0.6
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         model.fit(data.x_train[..., None], data.y_train, batch_size=0)
-    with pytest.raises(ValueError, match="same N"):
+    with pytest.raises(ValueError, match="same number of samples"):
         model.fit(data.x_train[..., None], data.y_train[:3])
 
 

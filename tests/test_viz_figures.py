@@ -149,7 +149,7 @@ def test_show_confusion_with_the_real_digits_dataset(run_dir, capsys):
     (["filters", "missing.npz"], "not found"),
     (["curves", "no/such/run"], "not found"),
     (["activations", "{ckpt}", "missing.png"], "not found"),
-    (["mistakes", "{log}"], "not a readable convlayer checkpoint"),
+    (["mistakes", "{log}"], "not a convlayer checkpoint"),
 ])
 def test_show_errors_are_one_line(args, message, run_dir, capsys):
     args = [a.format(ckpt=run_dir / "best.npz", log=run_dir / "log.csv") for a in args]

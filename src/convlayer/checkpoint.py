@@ -8,7 +8,9 @@ so an interrupted save never leaves a half-written checkpoint under the real nam
 from __future__ import annotations
 
 import json
+import math
 import zipfile
+from zlib import error as zlib_error
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,9 +75,11 @@ def save(path, model, *, optimizer=None, training_state=None, meta=None) -> Path
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays[f"optimizer/{key}"] = value
+    loss = getattr(model, "loss", None)
     document = {
         "format": FORMAT, "version": VERSION,
-        "model": {"class_name": cls_name, "config": model.get_config()},
+        "model": {"class_name": cls_name, "config": model.get_config(),
+                  **({"loss": loss} if isinstance(loss, str) else {})},
         "optimizer": None if optimizer is None else optimizer.get_config(),
         "training_state": training_state or {},
         "meta": meta or {},
@@ -85,37 +89,125 @@ def save(path, model, *, optimizer=None, training_state=None, meta=None) -> Path
     return Path(path)
 
 
+def read_npz(path, *, what: str, hint: str, error=ValueError, max_expansion: int = 64) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, each header checked before its array is read.
+
+    No member may hold Python objects (pickles are refused, never loaded), claim more bytes than
+    its zip entry holds, or expand past ``max_expansion`` times the file's size (a zip bomb).
+    Anything else wrong is one ``error`` line: '``path`` is not ``what`` (...); ``hint``.'
+    """
+    path = Path(path)
+    fail = lambda why: error(f"{path} is not {what} ({why}); {hint}.")  # noqa: E731
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if sum(e.file_size for e in entries) > max(64 << 20, max_expansion * path.stat().st_size):
+                raise fail("its members expand to far more than the file's size")
+            for entry in entries:
+                if not entry.filename.endswith(".npy"):
+                    raise fail(f"member {entry.filename!r} is not a NumPy array")
+                with archive.open(entry) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    if dtype.hasobject:
+                        raise fail("it holds pickled Python objects, which convlayer never loads")
+                    if math.prod(shape) * dtype.itemsize > entry.file_size:
+                        raise fail(f"member {entry.filename!r} claims shape {shape}, more than it holds")
+                with archive.open(entry) as member:
+                    arrays[entry.filename[:-4]] = np.lib.format.read_array(member, allow_pickle=False)
+    except error:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError, zlib_error,
+            NotImplementedError, RuntimeError, TypeError, SyntaxError) as exc:
+        raise fail(f"or it is damaged: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+    return arrays
+
+
 def load(path) -> Checkpoint:
-    """Read a checkpoint; every weight's shape is checked against the rebuilt model."""
+    """Read a checkpoint written by ``save`` (or ``convlayer train``).
+
+    The file is data, never trusted: it is read with ``allow_pickle=False``; the model is rebuilt
+    from its config under a budget of the weight values the file holds (a config that implies
+    more weights than that fails before allocating them); every weight and optimizer slot shape
+    is checked against the rebuilt model. Anything malformed raises ``CheckpointError``, one line.
+    """
+    from .layers.base import weight_budget
     from .models import MODEL_CLASSES
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a folder; pass the checkpoint file in it "
+                              f"(e.g. {str(path / 'best.npz')!r}).")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found; pass the .npz file written by `convlayer train` "
                               "(e.g. runs/<name>/best.npz).")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{path} is not a readable convlayer checkpoint ({exc}).") from None
+    arrays = read_npz(path, what="a convlayer checkpoint", hint="pass a .npz written by `convlayer train` or "
+                      "model.save", error=CheckpointError)
     if "__document__" not in arrays:
         raise CheckpointError(f"{path} is an .npz file but not a convlayer checkpoint (no model document).")
     try:
         document = json.loads(str(arrays.pop("__document__")))
+        if not isinstance(document, dict):
+            raise TypeError("the document is not a JSON object")
         spec = document["model"]
+        if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+            raise TypeError("the model entry is not an object with a config object")
         model_cls = MODEL_CLASSES[spec["class_name"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} has a damaged model document ({exc!r}).") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has a damaged model document ({type(exc).__name__}: {exc}).") from None
     if document.get("format") != FORMAT or document.get("version") != VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {document.get('format')!r} "
                               f"version {document.get('version')!r}.")
-    model = model_cls.from_config(spec["config"])
-    load_weights(model, {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}, path)
+    weights = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
+    try:
+        with weight_budget(sum(int(v.size) for v in weights.values())):
+            model = model_cls.from_config(spec["config"])
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise CheckpointError(f"{path} has a model config convlayer cannot build: {exc}") from None
+    load_weights(model, weights, path)
     optimizer = None
     if document.get("optimizer"):
-        optimizer = optimizers_mod.from_config(document["optimizer"])
-        optimizer.load_state_dict({k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")})
-    return Checkpoint(model, optimizer, document.get("training_state", {}), document.get("meta", {}))
+        optimizer = _load_optimizer(document["optimizer"], arrays, model, path)
+    loss = spec.get("loss")
+    if isinstance(loss, str):
+        from .models.sequential import LOSSES
+
+        if loss not in LOSSES:
+            raise CheckpointError(f"{path} names an unknown loss {loss!r}.")
+        model.loss = loss
+    state, meta = document.get("training_state", {}), document.get("meta", {})
+    if not isinstance(state, dict) or not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has a damaged document: training_state and meta must be objects.")
+    return Checkpoint(model, optimizer, state, meta)
+
+
+def _load_optimizer(config, arrays: dict, model, path):
+    """The optimizer of the document, its slots checked against the model's parameters."""
+    try:
+        if not isinstance(config, dict):
+            raise TypeError("not an object")
+        optimizer = optimizers_mod.from_config(config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path} has a damaged optimizer config ({exc}).") from None
+    state = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+    params = {f"{layer.name}/{key}": value for layer in model.layers for key, value in layer.params.items()}
+    iterations = state.get("iterations")
+    if iterations is None or iterations.shape != () or iterations.dtype.kind not in "iu" or int(iterations) < 0:
+        raise CheckpointError(f"{path}: the optimizer state has no valid step count.")
+    for full_key, value in state.items():
+        if full_key == "iterations":
+            continue
+        slot, _, key = full_key.partition("/")
+        if key not in params:
+            raise CheckpointError(f"{path}: optimizer slot {full_key!r} belongs to no parameter of the model.")
+        if value.shape != params[key].shape or value.dtype.kind != "f":
+            raise CheckpointError(f"{path}: optimizer slot {full_key!r} has shape {value.shape} and dtype "
+                                  f"{value.dtype}, but the parameter is {params[key].shape} {params[key].dtype}.")
+    optimizer.load_state_dict(state)
+    return optimizer
 
 
 def load_weights(model, weights: dict, source="weights") -> None:
@@ -128,6 +220,8 @@ def load_weights(model, weights: dict, source="weights") -> None:
                               f"unexpected {extra or 'nothing'}.")
     for key, target in expected.items():
         value = weights[key]
+        if value.dtype.kind not in "fiu":
+            raise CheckpointError(f"{source}: {key} has dtype {value.dtype}, not numbers.")
         if value.shape != target.shape:
             layer, param = key.split("/", 1)
             raise CheckpointError(f"{source}: layer {layer!r} {param} has shape {tuple(value.shape)} in the "

@@ -7,7 +7,10 @@ read by an optimizer) and returns the input gradient. No layer updates its own w
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
+import math
 import re
 from collections import defaultdict
 
@@ -53,6 +56,40 @@ def make_rng(seed, owner: str = "") -> np.random.Generator:
     raise TypeError(f"{where}seed must be None, a non-negative int or an np.random.Generator, got {seed!r}.")
 
 
+
+class WeightBudgetError(ValueError):
+    """Building a model would allocate more weights than the file being read holds."""
+
+
+_WEIGHT_BUDGET: contextvars.ContextVar[list | None] = contextvars.ContextVar("weight_budget", default=None)
+
+
+@contextlib.contextmanager
+def weight_budget(elements: int):
+    """Refuse, inside the block, to create more weight elements than ``elements`` in all.
+
+    A model rebuilt from a file's config must not allocate more than the file holds: a
+    config saying ``output_size=10**9`` fails here, before any memory is taken.
+    """
+    token = _WEIGHT_BUDGET.set([int(elements)])
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET.reset(token)
+
+
+def _charge_weight_budget(layer, name: str, shape: tuple) -> None:
+    budget = _WEIGHT_BUDGET.get()
+    if budget is None:
+        return
+    if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise WeightBudgetError(f"{layer.describe()} would have {name} of shape {shape}, which is not a shape.")
+    count = math.prod(int(d) for d in shape)
+    if count > budget[0]:
+        raise WeightBudgetError(f"{layer.describe()} would have {name} of shape {shape} ({count:,} values), more "
+                                f"than the file holds ({budget[0]:,} values left)")
+    budget[0] -= count
+
 class Layer:
     """Base class. Subclasses define ``build``, ``forward``, ``backward_impl`` and shapes."""
 
@@ -92,6 +129,7 @@ class Layer:
     # ------------------------------------------------------------------ parameters
 
     def add_weight(self, name: str, shape, initializer, regularizer=None, constraint=None) -> np.ndarray:
+        _charge_weight_budget(self, name, tuple(shape))
         value = np.ascontiguousarray(initializer(tuple(shape), self.dtype, self.rng), dtype=self.dtype)
         if value.shape != tuple(shape):
             raise self.error(f"initializer for {name!r} returned shape {value.shape}, expected {tuple(shape)}.")
