@@ -21,7 +21,6 @@ with warnings.catch_warnings():  # Starlette 1.x nudges towards httpx2; httpx is
 from convlayer import checkpoint, cli  # noqa: E402
 from convlayer.functional.losses import softmax  # noqa: E402
 from convlayer.models import MNISTModel  # noqa: E402
-from convlayer.preprocess import prepare  # noqa: E402
 from convlayer.viz.trace import trace_convolution  # noqa: E402
 from convlayer.web import app as web_app  # noqa: E402
 from convlayer.web import commands as web_commands  # noqa: E402
@@ -152,7 +151,7 @@ def test_predict_drawn_digit_returns_top3_input_and_feature_maps(client, loaded)
     png = drawn_png()
     response = client.post("/api/predict", files={"image": ("drawing.png", png, "image/png")})
     assert response.status_code == 200, response.text
-    assert_views(response.json(), loaded.model, prepare(png, 28))  # the same preprocessing as `convlayer predict`
+    assert_views(response.json(), loaded.model, loaded.prepare_image(png).image)  # the same preprocessing as `convlayer predict`
 
 
 def test_predict_accepts_json_base64_data_url_and_raw_png(client):

@@ -37,7 +37,29 @@ class Checkpoint:
     @property
     def input_dim(self) -> int | None:
         """Side of the square images the model takes (the model's, else the recorded one)."""
-        return getattr(self.model, "input_dim", None) or self.meta.get("input_dim")
+        dim = getattr(self.model, "input_dim", None) or self.meta.get("input_dim")
+        shape = getattr(self.model, "input_shape", None)
+        if not dim and shape and len(shape) == 4 and shape[1] == shape[2] and shape[3] == 1:
+            dim = shape[1]  # a square grayscale Sequential saved from Python
+        return dim
+
+    @property
+    def preprocess_style(self) -> str:
+        """How images are prepared for this model: recorded at training, else its dataset's style."""
+        from .preprocess import STYLES, style_for
+
+        style = self.meta.get("preprocess")
+        return style if style in STYLES else style_for(self.meta.get("dataset"))
+
+    def prepare_image(self, source, mode: str = "auto"):
+        """An image file or bytes -> ``Prepared(image, method)`` for this model (see ``convlayer.preprocess``)."""
+        from .preprocess import prepare
+
+        dim = self.input_dim
+        if not dim:
+            raise CheckpointError("the checkpoint does not record its input size (meta 'input_dim'); use one "
+                                  "written by `convlayer train` or model.save of a built model.")
+        return prepare(source, int(dim), mode=mode, style=self.preprocess_style)
 
     def class_names(self, count: int) -> list[str]:
         """The recorded class names when there are ``count`` of them, else '0', '1', ..."""

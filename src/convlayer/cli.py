@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 
-from .clitools import (PROG, Parser, UsageError, error_line, fraction, load_checkpoint, non_negative_int,
-                       positive_float, positive_int, say)
+from .clitools import (PROG, Parser, UsageError, add_preprocess_option, error_line, fraction, load_checkpoint,
+                       non_negative_int, positive_float, positive_int, say)
 
 COMMAND_MODULES = ("convlayer.viz.commands", "convlayer.web.commands", "convlayer.interop.commands",
                    "convlayer.learn.commands")
@@ -137,20 +137,48 @@ def cmd_evaluate(args):
     return 0
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_paths(arguments) -> list[str]:
+    """Files as given; a folder stands for the images in it (sorted by name)."""
+    from pathlib import Path
+
+    paths = []
+    for argument in arguments:
+        folder = Path(argument)
+        if folder.is_dir():
+            found = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise UsageError(f"folder {argument!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            paths += found
+        else:
+            paths.append(argument)
+    return paths
+
+
 def cmd_predict(args):
-    from .functional.losses import softmax
-    from .preprocess import prepare
+    from .preprocess import ImageError
     from .viz.figures import top_predictions
 
     ck = load_checkpoint(args.checkpoint)
-    model = ck.model
-    names = ck.class_names(model.output_size)
-    for path in args.images:
-        image = prepare(path, model.input_dim)
-        probs = softmax(model.predict(image[None]))[0]
-        ranked = ", ".join(f"{name} {p * 100:.1f}%" for name, p in top_predictions(probs, names, k=3))
-        say(f"{path}: {ranked}")
-    return 0
+    paths = image_paths(args.images)
+    prepared, failed = [], 0
+    for path in paths:  # a bad image is one line; the others are still classified
+        try:
+            prepared.append((path, ck.prepare_image(path, args.preprocess)))
+        except ImageError as exc:
+            failed += 1
+            print(error_line("predict", exc), file=sys.stderr, flush=True)
+    if prepared:
+        names = ck.class_names(ck.model.output_shapes()[-1][-1])
+        probabilities = ck.model.probabilities(np.stack([p.image for _, p in prepared]))
+        for (path, p), probs in zip(prepared, probabilities):
+            ranked = ", ".join(f"{name} {q * 100:.1f}%" for name, q in top_predictions(probs, names, k=3))
+            say(f"{path}: {ranked}  [{p.method}]")
+            if p.note:
+                print(f"{PROG} predict: warning: {path}: {p.note}", file=sys.stderr)
+    return 1 if failed else 0  # each unreadable image had its line
 
 
 def cmd_summary(args):
@@ -216,9 +244,12 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify PNG/JPEG images (MNIST-style preprocessing), top 3 classes")
+    p = sub.add_parser("predict", help="classify PNG/JPEG images (or the images in a folder), top 3 classes",
+                       description="Classify images with a checkpoint, prepared the way its dataset's images were "
+                                   "made; each line ends with what was done to the image, in brackets.")
     p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    add_preprocess_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")

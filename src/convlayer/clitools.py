@@ -67,6 +67,15 @@ def error_line(command: str | None, message: str) -> str:
     return f"{PROG} {command}: error: {message}" if command else f"{PROG}: error: {message}"
 
 
+def add_preprocess_option(parser) -> None:
+    """``--preprocess auto|dataset|mnist-digit|none``: how images are prepared for the model."""
+    parser.add_argument("--preprocess", choices=("auto", "dataset", "mnist-digit", "none"), default="auto",
+                        help="auto (default): an image already at the model's size with a dark background is taken "
+                             "as it is, anything else prepared like the checkpoint's dataset (Fashion-MNIST: the "
+                             "object fills the frame; digits: 8x8, 17 grey levels; MNIST: 20x20 centred by mass); "
+                             "dataset: always the dataset's way; mnist-digit: always MNIST's; none: as it is")
+
+
 def load_checkpoint(path):
     """``checkpoint.load``, imported when needed so that ``convlayer --help`` stays quick."""
     from . import checkpoint

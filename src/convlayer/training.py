@@ -19,8 +19,10 @@ import numpy as np
 from . import checkpoint as ckpt
 from .datasets.dataset import check_seed, check_validation_split, num_batches
 from .fileio import atomic_write_text, check_writable_dir
+from .preprocess import style_for
 from . import optimizers as optimizers_mod
 from .models import Callback, MNISTModel
+from .models.sequential import NonFiniteLossError
 
 SCHEDULES = ("cosine", "constant")
 LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
@@ -183,7 +185,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
     run_dir = Path(config.output_dir)
     check_writable_dir(run_dir, what="--output-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"dataset": data.name, "class_names": list(data.class_names), "input_dim": data.input_dim}
+    meta = {"dataset": data.name, "class_names": list(data.class_names), "input_dim": data.input_dim,
+            "preprocess": style_for(data.name)}
 
     rng = np.random.default_rng(config.seed)
     rows: list[dict] = []
@@ -209,9 +212,13 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
     schedule = _Schedule(config.epochs * steps_per_epoch, config.learning_rate, config.schedule)
     recorder = _Recorder(run_dir, config, rng, rows, best, meta)
     validation = (data.x_val, data.y_val) if len(data.x_val) else None
-    model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, validation_data=validation,
-              rng=rng, initial_epoch=initial_epoch, callbacks=[schedule, *callbacks, recorder],
-              augment=(lambda xb, r: random_shift(xb, config.shift, r)) if config.shift else None)
+    try:
+        model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, validation_data=validation,
+                  rng=rng, initial_epoch=initial_epoch, callbacks=[schedule, *callbacks, recorder],
+                  augment=(lambda xb, r: random_shift(xb, config.shift, r)) if config.shift else None)
+    except NonFiniteLossError as exc:
+        saved = f" The last completed epoch is in {run_dir / 'last.npz'}." if (run_dir / "last.npz").is_file() else ""
+        raise NonFiniteLossError(f"{exc}{saved}") from None
 
     best_model = ckpt.load(run_dir / "best.npz").model
     test = best_model.evaluate(data.x_test, data.y_test)

@@ -291,7 +291,8 @@ class Sequential:
         check_finite(x, "x", who)
         if not callable(self.loss):
             y = self._labels(x, y, who)
-        with parallel.compute():  # one BLAS setting for the whole step
+        # NaN and overflow are checked below, once, rather than warned about by every NumPy call.
+        with parallel.compute(), np.errstate(over="ignore", invalid="ignore"):
             outputs = self(x, training=True)
             loss, doutputs = self.compute_loss(outputs, y)
             loss += self.regularization_loss()

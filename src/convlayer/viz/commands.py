@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..clitools import finite_float, load_checkpoint, non_negative_int, positive_float, positive_int, say
+from ..clitools import add_preprocess_option, finite_float, load_checkpoint, non_negative_int, positive_float, positive_int, say
 
 INPUT_FLAGS = ("input", "size", "image")
 DEFAULT_KERNEL_SIZE = (3, 3)
@@ -210,7 +210,7 @@ def _test_predictions(args):
         x, y = x[:args.limit], y[:args.limit]
     from ..functional.losses import softmax
 
-    probs = softmax(ck.model.predict(x))  # (N, classes)
+    probs = ck.model.probabilities(x)  # (N, classes)
     return ck, data, x, y, probs
 
 
@@ -225,16 +225,11 @@ def cmd_show_filters(args):
 
 
 def cmd_show_activations(args):
-    from ..preprocess import prepare
     from . import figures
 
     ck = load_checkpoint(args.checkpoint)
     model = ck.model
-    dim = ck.input_dim
-    if not dim:
-        raise ValueError(f"{args.checkpoint} does not record its input size (meta 'input_dim'); use a checkpoint "
-                         "written by `convlayer train`.")
-    image = prepare(args.image, int(dim))  # (d, d)
+    image = ck.prepare_image(args.image, args.preprocess).image  # (d, d)
     maps, probs = figures.feature_maps(model, image)
     top = figures.top_predictions(probs, ck.class_names(len(probs)), k=3)
     figure = figures.activations_figure(image, maps, top, title=f"{Path(args.image).name} through "
@@ -333,8 +328,9 @@ def register(subparsers) -> None:
 
     q = kinds.add_parser("activations", help="an image after preprocessing, its conv1/conv2 feature maps, top 3")
     q.add_argument("checkpoint")
-    q.add_argument("image", help="a PNG/JPEG of one digit or object (MNIST-style preprocessing)")
+    q.add_argument("image", help="a PNG/JPEG of one digit or object (prepared like the checkpoint's dataset)")
     q.add_argument("--out", metavar="PNG", help="default: CHECKPOINT_activations_IMAGE.png next to the checkpoint")
+    add_preprocess_option(q)
     q.set_defaults(func=cmd_show_activations)
 
     q = kinds.add_parser("curves", help="loss and accuracy per epoch from a run's log.csv")

@@ -57,7 +57,8 @@ def feature_maps(model, image: np.ndarray, names=("conv1", "conv2")) -> tuple[di
     from ..functional.losses import softmax
 
     outputs, logits = model.layer_outputs(np.asarray(image)[None], names)  # image -> batch of one
-    return {name: output[0] for name, output in outputs.items()}, softmax(logits)[0]
+    probs = logits if getattr(model, "output_activation", None) == "softmax" else softmax(logits)
+    return {name: output[0] for name, output in outputs.items()}, probs[0]
 
 
 def top_predictions(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]:

@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import checkpoint as checkpoint_mod
-from ..preprocess import ImageError, prepare
+from ..preprocess import ImageError, check_mode
 from ..layers import Conv2D
 from ..viz.figures import feature_maps, top_indices
 from ..viz.trace import trace_convolution
@@ -133,7 +133,9 @@ def _rounded(array: np.ndarray) -> list:
 class _Service:
     """The loaded model and (lazily) its dataset; the work behind each endpoint."""
 
-    def __init__(self, ck: checkpoint_mod.Checkpoint, dataset_loader):
+    def __init__(self, ck: checkpoint_mod.Checkpoint, dataset_loader, preprocess: str = "auto"):
+        self.ck = ck
+        self.preprocess = check_mode(preprocess)
         self.model = ck.model
         self.meta = dict(ck.meta or {})
         input_dim = ck.input_dim
@@ -160,6 +162,7 @@ class _Service:
             "gallery": ("ready" if self._dataset is not None else
                         "unavailable" if self._dataset_error else "not loaded yet"),
             "gallery_error": self._dataset_error, "trace_limits": TRACE_LIMITS, "top_k": TOP_K,
+            "preprocess": {"mode": self.preprocess, "style": self.ck.preprocess_style},
         }
 
     def analyze(self, image: np.ndarray) -> dict:
@@ -184,10 +187,10 @@ class _Service:
     def predict_bytes(self, data: bytes) -> dict:
         _check_image_header(data)
         try:
-            image = prepare(data, self.input_dim)  # the same preprocessing as `convlayer predict`
+            prepared = self.ck.prepare_image(data, self.preprocess)  # the same as `convlayer predict`
         except ImageError as exc:
             raise RequestError(422, str(exc)) from None
-        return self.analyze(image)
+        return {**self.analyze(prepared.image), "preprocess": prepared.method, "note": prepared.note}
 
     def dataset(self):
         with self._dataset_lock:
@@ -370,7 +373,8 @@ def _trace(document) -> dict:
 # ---------------------------------------------------------------------------- the app
 
 
-def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes: int = MAX_BODY_BYTES,
+               preprocess: str = "auto") -> Starlette:
     """The web app for one checkpoint.
 
     Args:
@@ -379,6 +383,7 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
             default ``datasets.load(name, data_dir=data_dir)``.
         data_dir: the folder the default loader reads the dataset's IDX files from.
         max_body_bytes: larger request bodies get 413.
+        preprocess: how uploaded images are prepared (``convlayer.preprocess.MODES``).
     Returns:
         A Starlette app; run it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
 
@@ -401,7 +406,7 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
             from .. import datasets
 
             return datasets.load(name, data_dir=data_dir)
-    service = _Service(ck, dataset_loader)
+    service = _Service(ck, dataset_loader, preprocess)
 
     async def index(request: Request):
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")

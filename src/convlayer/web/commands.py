@@ -6,6 +6,8 @@ import argparse
 import socket
 import sys
 
+from ..clitools import add_preprocess_option
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -39,7 +41,7 @@ def cmd_serve(args) -> int:
 
     from .app import create_app
 
-    app = create_app(args.checkpoint, data_dir=args.data_dir)
+    app = create_app(args.checkpoint, data_dir=args.data_dir, preprocess=args.preprocess)
     _check_port_free(args.host, args.port)
     if args.host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {args.host}, not 127.0.0.1: other machines on the network can reach this "
@@ -60,6 +62,7 @@ def register(subparsers) -> None:
                    help="address to listen on (default: 127.0.0.1, this machine only; anything else is reachable "
                         "from the network)")
     p.add_argument("--port", type=_port, default=8000, help="default: 8000")
+    add_preprocess_option(p)
     p.add_argument("--data-dir", help="folder with the dataset's IDX files, for the gallery (default: the usual "
                                       "search, as in `convlayer evaluate`)")
     p.set_defaults(func=cmd_serve)

@@ -148,6 +148,12 @@ function showResult(result, label) {
   }
   const rows = result.input.length, cols = result.input[0].length;
   $("input-shape").textContent = `${rows}×${cols}`;
+  const methods = { "as-is": "taken as it is (already the model's size)", "fill": "prepared like Fashion-MNIST " +
+    "(the object fills the frame)", "digits-8x8": "prepared like the 8x8 digits (17 grey levels)",
+    "mnist-digit": "prepared like MNIST (20×20 box, centred by mass)" };
+  $("input-method").textContent = result.preprocess ? `Preprocessing: ${methods[result.preprocess]}.` : "";
+  $("input-note").textContent = result.note ? `Note: ${result.note}.` : "";
+  $("input-note").hidden = !result.note;
   paintImage($("input-view"), result.input, 1);
   const maps = $("maps");
   maps.replaceChildren();
