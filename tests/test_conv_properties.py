@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import convlayer.compat as compat
+import convlayer.interop.layout as compat
 from convlayer import initializers
-from convlayer.compat import (hwio_to_torch_weight, padding_amounts_to_torch, same_padding_for_torch,
-                              torch_padding, torch_weight_to_hwio)
+from convlayer.interop.layout import (hwio_to_torch_weight, padding_amounts_to_torch, same_padding_for_torch,
+                                      torch_padding, torch_weight_to_hwio)
 from convlayer.functional.shapes import same_padding
 from convlayer.layers import Conv2D
 from reference import assert_close
