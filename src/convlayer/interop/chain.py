@@ -106,7 +106,7 @@ def model_from_document(document, weight_elements: int, source) -> tuple[object,
             model = cls.from_config(spec["config"])
             if model.input_shape is None:
                 model.build(tuple(document["input_shape"]))
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+    except Exception as exc:  # the file's config is data: whatever it makes a constructor raise is its fault
         raise InteropError(f"{source} carries a convlayer architecture convlayer cannot build: "
                            f"{' '.join(str(exc).split())[:300]}") from None
     meta = document.get("meta")

@@ -232,6 +232,11 @@ def _model_spec(config, source) -> tuple[list[dict], tuple | None, str, bool]:
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict) or \
                 not isinstance(entry.get("class_name"), str):
             raise InteropError(f"{source}: a layer entry is not an object with a class_name and a config.")
+    for entry in entries:
+        kind = ALIASES.get(entry["class_name"], entry["class_name"])
+        if kind not in SUPPORTED:
+            raise InteropError(f"{source}: {kind} {str(entry['config'].get('name'))[:60]!r} is a layer convlayer "
+                               f"does not have; supported: {', '.join(SUPPORTED)}.")
     if class_name != "Sequential":
         _check_chain(entries, body, source)
     shape = body.get("build_input_shape")

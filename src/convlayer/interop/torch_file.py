@@ -14,9 +14,11 @@ file's tensors in order onto an architecture's plan, checks every shape, and con
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,14 +198,25 @@ def export_safetensors(model, path, meta=None) -> Path:
     from ..fileio import atomic_write_bytes
 
     spec = plan(model)
+    tensors = {p.key: p.value for p in spec.params}
     metadata = {"format": "pt", "convlayer": json.dumps(model_document(model, meta)),
-                "torch_modules": json.dumps(spec.modules)}
-    data = save({p.key: p.value for p in spec.params}, metadata=metadata)
+                "torch_modules": json.dumps(spec.modules), "convlayer_sha256": checksum(tensors.items())}
+    data = save(tensors, metadata=metadata)
     atomic_write_bytes(path, lambda f: f.write(data))
     return Path(path)
 
 
 # ---------------------------------------------------------------------------- import
+
+
+def checksum(tensors) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor, by name: safetensors has no checksum of its own,
+    so a damaged byte in a convlayer export is caught instead of loading a silently different weight."""
+    digest = hashlib.sha256()
+    for name, value in sorted(tensors, key=lambda item: item[0]):
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
 
 
 def _natural_key(name: str):
@@ -233,10 +246,15 @@ def _read_pt(path: Path):
     import torch
 
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the outcome says all there is
+            warnings.simplefilter("ignore")
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError (code refused), RuntimeError (bad zip), EOFError...
+        why = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split())).split(". ")[0][:200]
+        if type(exc).__name__ == "UnpicklingError":
+            why += ": it holds Python objects other than tensors, which convlayer never unpickles"
         raise InteropError(f"{path} is not a PyTorch state_dict that torch.load(weights_only=True) reads "
-                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}).") from None
+                           f"({type(exc).__name__}: {why}).") from None
     if isinstance(state, dict) and len(state) == 1 and isinstance(next(iter(state.values())), dict):
         state = next(iter(state.values()))  # {'state_dict': {...}} or {'model_state_dict': {...}}
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
@@ -309,6 +327,10 @@ def import_state_dict(path, like=None):
 
     path = Path(path)
     tensors, metadata = read_state_dict(path)
+    recorded = metadata.get("convlayer_sha256")
+    if recorded is not None and recorded != checksum(tensors):
+        raise InteropError(f"{path} is damaged: its tensors do not match the checksum convlayer recorded when it "
+                           "wrote the file; export it again.")
     meta = {}
     if like is not None:
         model = fresh_copy(getattr(like, "model", like))
