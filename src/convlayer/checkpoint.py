@@ -61,8 +61,14 @@ class Checkpoint:
                                   "written by `convlayer train` or model.save of a built model.")
         return prepare(source, int(dim), mode=mode, style=self.preprocess_style)
 
-    def class_names(self, count: int) -> list[str]:
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs of the model (its classes)."""
+        return int(self.model.output_shapes()[-1][-1])
+
+    def class_names(self, count: int | None = None) -> list[str]:
         """The recorded class names when there are ``count`` of them, else '0', '1', ..."""
+        count = self.num_classes if count is None else count
         names = self.meta.get("class_names")
         return [str(n) for n in names] if names and len(names) == count else [str(i) for i in range(count)]
 
@@ -74,8 +80,8 @@ class Checkpoint:
         if not name:
             raise ValueError("the checkpoint does not say which dataset it was trained on; pass --dataset.")
         data = datasets.load(name, data_dir=data_dir)
-        dim = getattr(self.model, "input_dim", data.input_dim)
-        classes = getattr(self.model, "output_size", data.num_classes)
+        dim = self.input_dim or data.input_dim
+        classes = self.num_classes
         if (dim, classes) != (data.input_dim, data.num_classes):
             raise ValueError(f"the checkpoint expects {dim}x{dim} images and {classes} classes but {name} has "
                              f"{data.input_dim}x{data.input_dim} and {data.num_classes}; pass the dataset it was "

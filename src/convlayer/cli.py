@@ -171,7 +171,7 @@ def cmd_predict(args):
             failed += 1
             print(error_line("predict", exc), file=sys.stderr, flush=True)
     if prepared:
-        names = ck.class_names(ck.model.output_shapes()[-1][-1])
+        names = ck.class_names()
         probabilities = ck.model.probabilities(np.stack([p.image for _, p in prepared]))
         for (path, p), probs in zip(prepared, probabilities):
             ranked = ", ".join(f"{name} {q * 100:.1f}%" for name, q in top_predictions(probs, names, k=3))

@@ -135,11 +135,17 @@ def read_log(path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"training log {str(path)!r} not found; it is written by `convlayer train` "
                                 "into the run directory as log.csv.")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error):
+        rows = []
     if not rows or "loss" not in rows[0]:
         raise ValueError(f"{path} is not a convlayer training log (expected columns {', '.join(LOG_FIELDS)}).")
-    return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in rows]
+    try:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in rows]
+    except (TypeError, ValueError):
+        raise ValueError(f"{path} is a damaged convlayer training log (a cell is not a number).") from None
 
 
 def random_shift(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:

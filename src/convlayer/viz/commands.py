@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..clitools import add_preprocess_option, finite_float, load_checkpoint, non_negative_int, positive_float, positive_int, say
+from ..clitools import (UsageError, add_preprocess_option, finite_float, load_checkpoint, non_negative_int, output_dir,
+                        output_path, positive_float, positive_int, say)
 
 INPUT_FLAGS = ("input", "size", "image")
 DEFAULT_KERNEL_SIZE = (3, 3)
 MISTAKES_COUNT = 24
+MAX_FRAMES = 200  # one frame per output cell: 12x12 outputs; a 64x64 input would make a 100 MB GIF
 
 
 # ---------------------------------------------------------------------------- explain and draw: input
@@ -179,12 +181,30 @@ def cmd_draw(args):
         1 if not any(getattr(args, flag) is not None for flag in INPUT_FLAGS) else None)
     fmt, out = _draw_target(args.out, args.format, example_number)
     if fmt == "gif":
+        output_path(out, what="--out")
+    elif str(out).endswith(("/", "\\")) or Path(out).is_dir():
+        output_dir(out, what="--out folder")
+    else:
+        output_path(Path(out).with_name(Path(out).name + "_000." + fmt), what="--out")
+    count = len(trace.steps) + 1
+    if count > args.max_frames:
+        sample = draw.png_bytes(draw.frames_sample(trace, cell=args.cell))
+        raise UsageError(f"this drawing has {count:,} frames (about {_megabytes(count * len(sample))} as "
+                         f"{fmt.upper()}), more than --max-frames {args.max_frames}; draw a smaller input or "
+                         f"kernel, a bigger --stride, or pass --max-frames {count} to write it anyway.")
+    if count > 100:
+        say(f"Writing {count:,} frames...")
+    if fmt == "gif":
         paths = [draw.write_gif(trace, out, fps=args.fps, cell=args.cell)]
     else:
         paths = draw.write_frames(trace, out, fmt, cell=args.cell)
     for path in paths:
         say(path)
     return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} kB"
 
 
 # ---------------------------------------------------------------------------- show
@@ -246,6 +266,9 @@ def cmd_show_curves(args):
 
     source = Path(args.run)
     log = source / "log.csv" if source.is_dir() else source
+    if log.suffix.lower() == ".npz":
+        raise UsageError(f"{source} is a checkpoint; curves come from the training log: pass the run folder "
+                         f"({str(log.parent)!r}) or its log.csv.")
     rows = read_log(log)
     figure = figures.curves_figure(rows, title=f"training curves: {log.parent.name or log.name}")
     out = Path(args.out) if args.out else log.with_name("curves.png")
@@ -310,6 +333,9 @@ def register(subparsers) -> None:
     pictures.add_argument("--format", choices=["gif", "png", "svg"],
                           help="gif (default): one animation; png or svg: one file per frame")
     pictures.add_argument("--fps", type=positive_float, default=1.5, help="GIF frames per second (default 1.5)")
+    pictures.add_argument("--max-frames", type=positive_int, default=MAX_FRAMES,
+                          help=f"refuse drawings of more frames than this (default {MAX_FRAMES}); says how many and "
+                               "about how big first")
     pictures.add_argument("--cell", type=positive_int, help="cell size in pixels (default: 44, smaller for big "
                                                              "inputs)")
     p.set_defaults(func=cmd_draw)

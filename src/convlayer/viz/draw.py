@@ -177,6 +177,11 @@ def frames(trace: ConvTrace, *, cell: int | None = None) -> list[Scene]:
     return [_frame(trace, box, index, captions[index]) for index in range(len(trace.steps) + 1)]
 
 
+def frames_sample(trace: ConvTrace, *, cell: int | None = None) -> Scene:
+    """The first frame alone (to estimate a drawing's size before rendering all of it)."""
+    return _frame(trace, layout(trace, cell), 0, _captions(trace)[0])
+
+
 def _frame(trace: ConvTrace, box: Layout, index: int, caption: tuple[str, str]) -> Scene:
     hp, wp, channels = trace.padded.shape
     (top, bottom), (left, right) = trace.padding

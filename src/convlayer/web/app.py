@@ -143,7 +143,7 @@ class _Service:
             raise ValueError("create_app: the checkpoint gives no input size (model.input_dim or meta['input_dim']); "
                              "save it with meta={'input_dim': ...}.")
         self.input_dim = input_dim
-        self.num_classes = int(getattr(self.model, "output_size", 0) or len(self.meta.get("class_names") or []))
+        self.num_classes = ck.num_classes
         self.class_names = (ck.class_names(self.num_classes) if self.num_classes else
                             [str(n) for n in self.meta.get("class_names") or []])
         self.conv_layers = [layer.name for layer in self.model.layers if isinstance(layer, Conv2D)]
