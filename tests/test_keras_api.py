@@ -343,3 +343,15 @@ def test_import_spellings_reach_the_same_classes():
     assert tf_keras is keras and tf.keras is keras
     assert tf_layers is keras_layers is tf_keras_layers
     assert tf.keras.layers.Conv2D is layers.Conv2D and keras.saving.load_model is keras.models.load_model
+
+
+def test_a_checkpoint_of_convlayer_train_loads_compiled_and_evaluates_as_the_cli_does(digits_run):
+    from convlayer import datasets
+
+    model = keras.models.load_model(digits_run / "best.npz")
+    data = datasets.load("digits")
+    loss, acc = model.evaluate(data.x_test, data.y_test, verbose=0)  # (N, 8, 8) images get their channel axis
+    engine = checkpoint.load(digits_run / "best.npz").model.evaluate(data.x_test, data.y_test)
+    assert acc == pytest.approx(engine["accuracy"]) and loss == pytest.approx(engine["loss"], rel=1e-5)
+    assert acc > 0.5 and model.metrics_names == ["loss", "accuracy"]
+    assert keras.models.load_model(digits_run / "last.npz").optimizer.iterations > 0  # resumable

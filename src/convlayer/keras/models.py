@@ -543,8 +543,9 @@ def _as_keras(model) -> Sequential:
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True) -> Sequential:
     """Read a ``.keras`` file (Keras 3, convlayer's or real Keras'), a Keras 2 ``.h5`` or a convlayer ``.npz``.
 
-    The model comes back compiled when the file records how (files written by ``model.save``;
-    checkpoints of ``convlayer train``: Adam state, sparse cross-entropy, accuracy).
+    The model comes back compiled when the file records how: files written by ``model.save``
+    as saved; checkpoints of ``convlayer train`` with their loss, accuracy and Adam (its state
+    from ``last.npz``, a fresh one for ``best.npz``, which keeps none).
     """
     if custom_objects:
         raise ValueError("load_model: custom_objects are not supported; convlayer builds only its own layers.")
@@ -572,10 +573,11 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True) -> S
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise ValueError(f"load_model: {filepath} records a compile setting convlayer cannot use ({exc}); "
                                  "pass compile=False and compile the model yourself.") from None
-        elif ck.optimizer is not None:  # a checkpoint of `convlayer train` or of the engine's Sequential
+        elif isinstance(getattr(ck.model, "loss", None), str):  # `convlayer train` or the engine's save
             loss = losses_mod.get(ck.model.loss)
             loss.from_logits = model.output_activation != "softmax"
-            model.compile(optimizer=ck.optimizer, loss=loss, metrics=["accuracy"])
+            # best.npz keeps no optimizer: a fresh Adam, as `convlayer train` starts with
+            model.compile(optimizer=ck.optimizer or optimizers_mod.Adam(), loss=loss, metrics=["accuracy"])
     return model
 
 
