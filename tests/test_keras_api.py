@@ -270,7 +270,8 @@ def test_fit_prints_keras_lines_and_callbacks_see_keras_hooks(rng, capsys, tmp_p
         keras.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.keras"))])
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
-    assert "4/4 ━━━━━━━━━━━━━━━━━━━━" in out and " - accuracy: " in out and " - val_loss: " in out  # 30 / 8
+    assert "4/4 ━━━━━━━━━━━━━━━━━━━━" in out  # 30 training samples in batches of 8
+    assert " - accuracy: " in out and " - val_loss: " in out
     assert seen == [(epoch, ["accuracy", "loss", "val_accuracy", "val_loss"]) for epoch in (0, 1)]
     assert history.epoch == [0, 1] and len(history.history["val_loss"]) == 2
     assert (tmp_path / "e2.keras").is_file()

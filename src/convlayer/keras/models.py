@@ -177,14 +177,15 @@ class Model(_models.Sequential, metaclass=_ModelType):
         head = ("Layer (type)", "Output Shape", "Param #")
         widths = [max([31, 22, 13][i], *(len(r[i]) for r in rows)) + 2 for i in range(3)]
 
-        def cells(row):
-            return "│".join(f" {c:<{w - 2}} " if i < 2 else f" {c:>{w - 2}} " for i, (c, w) in enumerate(zip(row, widths)))
+        def cells(row):  # names and shapes left-aligned, counts right-aligned
+            left, shape, count = (f" {c:{'<' if i < 2 else '>'}{w - 2}} " for i, (c, w) in enumerate(zip(row, widths)))
+            return "│".join((left, shape, count))
 
         def rule(left, mid, right, fill):
             return left + mid.join(fill * w for w in widths) + right
 
-        lines = [f'Model: "{self.name}"', rule("┏", "┳", "┓", "━"), "┃" + cells(head).replace("│", "┃") + "┃",
-                 rule("┡", "╇", "┩", "━")]
+        lines = [f'Model: "{self.name}"', rule("┏", "┳", "┓", "━"),
+                 "┃" + cells(head).replace("│", "┃") + "┃", rule("┡", "╇", "┩", "━")]
         for i, row in enumerate(rows):
             lines.append("│" + cells(row) + "│")
             lines.append(rule("├", "┼", "┤", "─") if i < len(rows) - 1 else rule("└", "┴", "┘", "─"))
