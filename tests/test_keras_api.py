@@ -135,10 +135,17 @@ def test_keras_files_both_ways(tmp_path):
 
     real_model = run_program(FUNCTIONAL, REAL_IMPORTS)["model"]
     real_model.save(tmp_path / "theirs.keras")
-    imported = keras.models.load_model(tmp_path / "theirs.keras", compile=False)
+    imported = keras.models.load_model(tmp_path / "theirs.keras")  # compiled as Keras saved it
     np.testing.assert_allclose(imported.predict(x_test, verbose=0), real_model.predict(x_test, verbose=0),
                                atol=1e-5)
     assert type(imported.layers[0]) is layers.Conv2D
+    assert imported.keras_loss.from_logits and imported.optimizer.learning_rate == pytest.approx(3e-3)
+    np.testing.assert_allclose(imported.evaluate(x_test, ours["y_test"], verbose=0),
+                               real_model.evaluate(x_test, ours["y_test"], verbose=0), rtol=1e-5)
+    real_model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    real_model.save(tmp_path / "rmsprop.keras")
+    with pytest.warns(UserWarning, match="loaded uncompiled"):
+        assert keras.models.load_model(tmp_path / "rmsprop.keras").optimizer is None
 
 
 def test_npz_round_trip_keeps_the_optimizer_and_is_an_ordinary_checkpoint(tmp_path, rng):

@@ -565,7 +565,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True) -> S
     model = _as_keras(ck.model)
     document = ck.meta.get("keras_compile")
     if compile:
-        if isinstance(document, dict) and document.get("loss"):
+        if suffix == ".keras" and not isinstance(document, dict):
+            _compile_as_keras_saved(model, path)
+        elif isinstance(document, dict) and document.get("loss"):
             try:
                 loss = losses_mod.get(document["loss"])
                 loss.from_logits = bool(document.get("from_logits", False))
@@ -574,12 +576,52 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True) -> S
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise ValueError(f"load_model: {filepath} records a compile setting convlayer cannot use ({exc}); "
                                  "pass compile=False and compile the model yourself.") from None
-        elif isinstance(getattr(ck.model, "loss", None), str):  # `convlayer train` or the engine's save
+        elif suffix == ".npz" and isinstance(getattr(ck.model, "loss", None), str):  # `convlayer train`
             loss = losses_mod.get(ck.model.loss)
             loss.from_logits = model.output_activation != "softmax"
             # best.npz keeps no optimizer: a fresh Adam, as `convlayer train` starts with
             model.compile(optimizer=ck.optimizer or optimizers_mod.Adam(), loss=loss, metrics=["accuracy"])
     return model
+
+
+def _compile_as_keras_saved(model, path: Path) -> None:
+    """Compile ``model`` as the ``compile_config`` of a ``.keras`` file written by Keras says.
+
+    A setting convlayer cannot honour leaves the model uncompiled, with a warning saying why
+    (Keras does the same when compiling a loaded model fails).
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = archive.getinfo("config.json")
+            if entry.file_size > 64 << 20:
+                return
+            config = json.loads(archive.read(entry)).get("compile_config")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError, RecursionError):
+        return
+    if not isinstance(config, dict):
+        return
+    try:
+        optimizer, loss = config.get("optimizer"), config.get("loss")
+        if isinstance(optimizer, dict):
+            settings = dict(optimizer.get("config") or {})
+            settings.pop("name", None)
+            optimizer = {"Adam": optimizers_mod.Adam, "SGD": optimizers_mod.SGD}[optimizer.get("class_name")](
+                **settings)
+        if isinstance(loss, dict):
+            settings = dict(loss.get("config") or {})
+            settings.pop("name", None)
+            loss = {"SparseCategoricalCrossentropy": losses_mod.SparseCategoricalCrossentropy,
+                    "CategoricalCrossentropy": losses_mod.CategoricalCrossentropy}[loss.get("class_name")](**settings)
+        metrics = [m for m in config.get("metrics") or () if isinstance(m, str)]
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    except (ValueError, TypeError, KeyError) as exc:
+        model.optimizer, model.keras_loss = None, None
+        warnings.warn(f"load_model: {path.name} was compiled with a setting convlayer does not implement ({exc}); "
+                      "the model is loaded uncompiled: call model.compile(...) before fit or evaluate.",
+                      stacklevel=3)
 
 
 def save_model(model, filepath, overwrite=True, **kwargs) -> None:
