@@ -157,7 +157,8 @@ KERAS_DAMAGE = {
 @pytest.mark.parametrize("damage", list(KERAS_DAMAGE) + ["filters a string", "kernel huge", "units huge",
                                                         "input huge", "strides negative", "activation object",
                                                         "layer unknown", "name a number", "kernel int",
-                                                        "kernel wrong shape", "kernel claims a huge shape", "kernel NaN",
+                                                        "kernel wrong shape", "kernel claims a huge shape",
+                                                        "kernel NaN",
                                                         "vars a dataset", "convlayer doc huge"])
 def test_damaged_keras_files(damage, originals, tmp_path):
     model, folder = originals
@@ -294,7 +295,8 @@ def test_damaged_keras2_h5(damage, originals, tmp_path):
         keras2_h5(path, model, config={"class_name": "Functional", "config": {"layers": [
             {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [None, 4]},
              "inbound_nodes": []},
-            {"class_name": "Dense", "name": "a", "config": {"name": "a", "units": 2}, "inbound_nodes": [[["x", 0, 0, {}]]]},
+            {"class_name": "Dense", "name": "a", "config": {"name": "a", "units": 2},
+             "inbound_nodes": [[["x", 0, 0, {}]]]},
         ]}})
     else:
         keras2_h5(path, model)

@@ -71,7 +71,8 @@ def test_grid_opens_in_keras_or_is_refused(case, tmp_path):
 
 def test_export_then_import_is_bit_identical_and_keeps_the_class(tmp_path):
     model = lesson_model()
-    ck = import_model(export_model(model, tmp_path / "a.keras", meta={"dataset": "digits", "class_names": list("0123456789")}))
+    meta = {"dataset": "digits", "class_names": list("0123456789")}
+    ck = import_model(export_model(model, tmp_path / "a.keras", meta=meta))
     assert type(ck.model).__name__ == "MNISTModel" and ck.model.input_dim == 28
     assert ck.meta["dataset"] == "digits" and ck.meta["class_names"][3] == "3"
     for a, b in zip(model.get_weights(), ck.model.get_weights()):
@@ -163,14 +164,27 @@ def test_unsupported_keras_models_are_refused_naming_the_layer(build, message, t
         import_model(tmp_path / "m.keras")
 
 
-def test_a_functional_model_with_a_branch_is_refused(tmp_path):
+def test_functional_models_that_are_not_one_chain_are_refused(tmp_path):
     inputs = keras.Input((4,))
     a = keras.layers.Dense(3, name="a")(inputs)
     b = keras.layers.Dense(3, name="b")(inputs)
     keras.Model(inputs, keras.layers.Add(name="sum")([a, b])).save(tmp_path / "branch.keras")
+    with pytest.raises(InteropError, match=r"Add 'sum' is a layer convlayer does not have; supported: InputLayer"):
+        import_model(tmp_path / "branch.keras")
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(3, name="a")(inputs)
+    b = keras.layers.Dense(2, name="b")(a)
+    keras.Model(inputs, [a, b]).save(tmp_path / "two_outputs.keras")
+    with pytest.raises(InteropError, match=re.escape("the model outputs ['a', 'b'], not its last layer 'b'; "
+                                                     "convlayer imports single-chain models only")):
+        import_model(tmp_path / "two_outputs.keras")
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(3, name="a")(inputs)
+    b = keras.layers.Dense(3, name="b")(inputs)  # b skips a: a feeds nothing that is kept
+    keras.Model(inputs, [a, b]).save(tmp_path / "skip.keras")
     with pytest.raises(InteropError, match=r"layer 'b' takes \['input_layer.*'\] instead of the layer before it "
                                            r"\('a'\); convlayer imports single-chain models only"):
-        import_model(tmp_path / "branch.keras")
+        import_model(tmp_path / "skip.keras")
 
 
 def test_weights_only_h5_is_refused(tmp_path):

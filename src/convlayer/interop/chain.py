@@ -113,6 +113,35 @@ def model_from_document(document, weight_elements: int, source) -> tuple[object,
     return model, meta if isinstance(meta, dict) else {}
 
 
+def prefer_document(model, document, budget: int, source) -> tuple[object, dict]:
+    """convlayer's own architecture (e.g. MNISTModel) and meta, when the file carries them and they fit.
+
+    The document is taken only if its model has the imported model's parameters, layer for layer,
+    and predicts the same on a probe batch; otherwise the file's own graph or config wins.
+    """
+    import numpy as np
+
+    try:
+        rebuilt = model_from_document(document, budget, source)
+    except InteropError:
+        return model, {}
+    if rebuilt is None:
+        return model, {}
+    twin, meta = rebuilt
+    shapes = lambda m: [(type(layer).__name__, [v.shape for v in layer.params.values()])  # noqa: E731
+                        for layer in m.layers if layer.params]
+    if shapes(twin) != shapes(model) or tuple(twin.input_shape[1:]) != tuple(model.input_shape[1:]):
+        return model, {}
+    for a, b in zip([layer for layer in model.layers if layer.params], [layer for layer in twin.layers if layer.params]):
+        for key, value in a.params.items():
+            b.params[key][...] = value
+    probe = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
+    want = model.predict(probe)
+    if not np.allclose(twin.predict(probe), want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max())):
+        return model, {}
+    return twin, meta
+
+
 def parse_json(text, what: str, source) -> object:
     try:
         return json.loads(text)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chain import InteropError, Step, model_document, model_from_document, parse_json, refusal, walk
+from .chain import InteropError, Step, model_document, parse_json, prefer_document, refusal, walk
 
 SUFFIX = ".keras"
 KERAS_VERSION = "3.0.0"  # what the files claim: configs are kept to what Keras 3.0 reads
@@ -429,25 +429,6 @@ def _copy_weights(model, lists, source) -> None:
         target[...] = value
 
 
-def _prefer_document(model, document, budget, source):
-    """convlayer's own architecture (e.g. MNISTModel) and meta when the file carries them and they match."""
-    try:
-        rebuilt = model_from_document(document, budget, source)
-    except InteropError:
-        return model, {}
-    if rebuilt is None:
-        return model, {}
-    twin, meta = rebuilt
-    same = [(type(a).__name__, a.name, [v.shape for v in a.params.values()]) for a in model.layers] == \
-        [(type(b).__name__, b.name, [v.shape for v in b.params.values()]) for b in twin.layers]
-    if not same or tuple(twin.input_shape[1:]) != tuple(model.input_shape[1:]):
-        return model, {}
-    for a, b in zip(model.layers, twin.layers):
-        for key, value in a.params.items():
-            b.params[key][...] = value
-    return twin, meta
-
-
 def _open_h5(data, source):
     import h5py
 
@@ -507,7 +488,7 @@ def _import_zip(path: Path):
         model = build_model(entries, shape, name, budget, path)
         _copy_weights(model, _drop_weightless(entries, lists, walks_input), path)
     document = metadata.get("convlayer") if isinstance(metadata, dict) else None
-    return _prefer_document(model, document, budget, path)
+    return prefer_document(model, document, budget, path)
 
 
 def _drop_weightless(entries, lists, walks_input):
