@@ -265,6 +265,8 @@ def test_the_rest_of_the_keras_surface_refuses_by_name(rng):
         keras.Model(keras.Input((4,)), layers.Dense(2)(keras.Input((4,))))
     with pytest.raises(TypeError, match="subclassing keras.Model"):
         type("Mine", (keras.Model,), {})()
+    with pytest.raises(ValueError, match=r"placeholder that cannot be filled \(KeyError: 'val_acc'\)"):
+        model.fit(x, y, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint("m-{val_acc}.keras")])
 
 
 def test_fit_prints_keras_lines_and_callbacks_see_keras_hooks(rng, capsys, tmp_path):

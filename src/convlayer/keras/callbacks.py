@@ -142,4 +142,10 @@ class ModelCheckpoint(Callback):
             if not self.better(logs[self.monitor], self.best):
                 return
             self.best = logs[self.monitor]
-        self.model.save(self.filepath.format(epoch=epoch + 1, **logs))
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} has a placeholder that cannot be filled "
+                             f"({type(exc).__name__}: {exc}); use {{epoch}} and the log names "
+                             f"({', '.join(logs)}).") from None
+        self.model.save(path)
