@@ -335,7 +335,7 @@ class Model(_models.Sequential, metaclass=_ModelType):
         if not len(x):
             raise ValueError(f"{who}: needs at least one training sample, got x of shape {x.shape}.")
 
-        history = callbacks_mod.History()
+        history = self.history = callbacks_mod.History()  # Keras keeps the last fit's History on the model
         callback_list = [history, *self._callbacks(callbacks, who)]
         steps = math.ceil(len(x) / batch_size)
         for callback in callback_list:
