@@ -32,7 +32,7 @@ def test_layout_of_example2_in_pixels():
     assert box.cell == 44 and box.numbers
     # 5 input + 2 output cells + 1.5 cells gap + margins; the caption line is wider still
     assert box.width >= 22 + 5 * 44 + 66 + 2 * 44 + 22
-    assert (box.width, box.height) == (601, 376)
+    assert (box.width, box.height) == (742, 376)  # the caption sets the width
 
 
 @pytest.mark.parametrize("number, steps", [(1, 1), (2, 4), (3, 9)])
@@ -59,7 +59,7 @@ def test_window_and_padding_are_drawn():
     assert sum(r.fill == draw.WINDOW_FILL for r in rects) == 4
     texts = [item.text for item in scenes[7].items if isinstance(item, draw.Text)]
     assert texts[-2:] == ["output[2, 1] = sum of (window \u00b7 kernel) + bias",
-                          "= 22\u00b71 + 23\u00b71 + 0\u00b71 + 0\u00b71 + 0 = 45"]
+                          "= 22 \u00b7 1 + 23 \u00b7 1 + 0 \u00b7 1 + 0 \u00b7 1 + 0 = 45"]
     result_texts = [item.text for item in scenes[-1].items if isinstance(item, draw.Text)]
     assert result_texts[-2:] == trace.formulas
 

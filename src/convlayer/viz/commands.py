@@ -112,7 +112,7 @@ def _trace(args, example):
         title, note = example.title, example.note
     channels = x.shape[2]
     if args.kernel is not None:
-        kernel = explain.parse_matrix(args.kernel, "--kernel")
+        kernel = explain.parse_matrix(args.kernel.split("/")[getattr(args, "filter_index", 0)], "--kernel")
         if kernel.shape[2] != channels:
             raise ValueError(f"the kernel needs one matrix per input channel: the input has {channels} channel"
                              f"{'s' if channels > 1 else ''} but --kernel has {kernel.shape[2]}; separate the "
@@ -122,7 +122,7 @@ def _trace(args, example):
     else:
         size = DEFAULT_KERNEL_SIZE if args.kernel_size is None else explain.parse_size(args.kernel_size,
                                                                                        "--kernel-size")
-        kernel = explain.random_kernel(size, channels, args.seed)
+        kernel = explain.random_kernel(size, channels, args.seed + getattr(args, "filter_index", 0))
     defaults = example or explain.Example(0, "", "", (), ())
     bias = defaults.bias if args.bias is None else args.bias
     strides = defaults.strides if args.stride is None else explain.parse_pair(args.stride, "--stride")
@@ -141,10 +141,18 @@ def _trace(args, example):
 
 
 def cmd_explain(args):
-    from .explain import render_trace
+    from .explain import matrix_lines, render_trace
 
     if args.all and args.steps is not None:
         raise ValueError("pass either --all or --steps N, not both.")
+    filters = args.filters or (args.kernel.count("/") + 1 if args.kernel else 1)
+    if args.kernel is not None and args.kernel.count("/") + 1 != filters:
+        raise UsageError(f"--filters {filters} needs {filters} kernels in --kernel, separated by '/'; it has "
+                         f"{args.kernel.count('/') + 1}.")
+    if filters > 1 and args.example == "all":
+        raise UsageError("--filters goes with one convolution, not --example all.")
+    if filters > 1:
+        return _explain_filters(args, filters, render_trace, matrix_lines)
     texts = []
     for trace, title, note in traces_from_args(args):
         max_steps = len(trace.steps) if args.all else args.steps
@@ -152,7 +160,31 @@ def cmd_explain(args):
     say("\n\n".join(texts))
     if args.example is None and not any(getattr(args, flag) is not None for flag in INPUT_FLAGS):
         say("\nMore: convlayer explain --example 2 (stride 2), --example 3 ('same' padding), or your own numbers "
-             "with --input/--kernel (see --help).")
+             "with --input/--kernel (see --help), --filters 2 for a layer of several filters.")
+    return 0
+
+
+def _explain_filters(args, filters, render_trace, matrix_lines):
+    """A layer of several filters: each filter's convolution is one output channel, stacked."""
+    import argparse
+
+    traces = []
+    for f in range(filters):
+        one = argparse.Namespace(**{**vars(args), "filter_index": f})
+        (trace, title, note), = traces_from_args(one)
+        traces.append(trace)
+        max_steps = len(trace.steps) if args.all else (1 if args.steps is None else args.steps)
+        say(f"{'=' * 24} Filter {f} of {filters}: its own kernel (one matrix per input channel) and bias make "
+            f"output channel {f}\n")
+        say(render_trace(trace, max_steps=max_steps, title=title if f == 0 else "", note=note if f == 0 else ""))
+        say("")
+    ho, wo = traces[0].output.shape
+    say(f"{'=' * 24} The layer's output: {ho}x{wo}x{filters}, one channel per filter (each sums over all "
+        f"{traces[0].input.shape[2]} input channel{'s' * (traces[0].input.shape[2] > 1)})")
+    blocks = [[f"channel {f}:", *matrix_lines(t.output)] for f, t in enumerate(traces)]
+    width = [max(len(line) for line in block) for block in blocks]
+    for i in range(max(len(b) for b in blocks)):
+        say("  " + "   ".join((b[i] if i < len(b) else "").ljust(w) for b, w in zip(blocks, width)).rstrip())
     return 0
 
 
@@ -318,6 +350,9 @@ def register(subparsers) -> None:
     verbosity.add_argument("--steps", type=non_negative_int, metavar="N",
                            help="spell out the first N output positions (default: all up to 9, else 4)")
     verbosity.add_argument("--all", action="store_true", help="spell out every output position")
+    p.add_argument("--filters", type=positive_int, metavar="F",
+                   help="a layer of F filters (random kernels, or F kernels in --kernel separated by '/'): each "
+                        "makes one output channel (default: 1, or the number of kernels given)")
     p.set_defaults(func=cmd_explain)
 
     p = subparsers.add_parser(

@@ -114,19 +114,24 @@ def _factor(value) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
+def _plus(value) -> str:
+    """'+ 2' or '- 2' (never '+ -2')."""
+    return f"- {format_number(-value)}" if value < 0 else f"+ {format_number(value)}"
+
+
 def _captions(trace: ConvTrace) -> list[tuple[str, str]]:
     """Two caption lines per frame: the steps, then the finished output."""
     captions = []
     channels = trace.input.shape[2]
-    bias = format_number(trace.bias)
     for step in trace.steps:
         head = f"output[{step.out_row}, {step.out_col}] = sum of (window {TIMES} kernel) + bias"
         if channels == 1 and step.products.size <= MAX_CAPTION_TERMS:
-            terms = " + ".join(f"{_factor(v)}{TIMES}{_factor(k)}" for v, k in zip(step.window.ravel(),
+            # Spaced: at caption size a bare middle dot between two digits reads as nothing ("80" for 8·0).
+            terms = " + ".join(f"{_factor(v)} {TIMES} {_factor(k)}" for v, k in zip(step.window.ravel(),
                                                                                  trace.kernel.ravel()))
-            body = f"= {terms} + {bias} = {format_number(step.total)}"
+            body = f"= {terms} {_plus(trace.bias)} = {format_number(step.total)}"
         elif channels == 1:
-            body = f"= {format_number(step.channel_sums[0])} + {bias} = {format_number(step.total)}"
+            body = f"= {format_number(step.channel_sums[0])} {_plus(trace.bias)} = {format_number(step.total)}"
         else:
             parts = [(s, f" (ch {c})") for c, s in enumerate(step.channel_sums)] + [(trace.bias, " (bias)")]
             sums = "".join(("" if i == 0 else (" - " if v < 0 else " + ")) + format_number(abs(v) if i else v) + name
@@ -143,12 +148,14 @@ def layout(trace: ConvTrace, cell: int | None = None) -> Layout:
     >>> from convlayer.viz.explain import EXAMPLES
     >>> box = layout(EXAMPLES[2].trace())
     >>> (box.cell, box.width, box.height)
-    (44, 601, 376)
+    (44, 742, 376)
     """
     hp, wp, channels = trace.padded.shape
     ho, wo = trace.output.shape
     if cell is None:
-        cell = int(np.clip(600 // max(wp + wo + 2, channels * (hp + 1)), MIN_CELL, MAX_CELL))
+        # Width for the input and output side by side; the channels stack downwards and may take a
+        # taller frame, so that several channels keep cells big enough for their numbers.
+        cell = int(np.clip(min(600 // (wp + wo + 2), 1200 // (channels * (hp + 1))), MIN_CELL, MAX_CELL))
     elif isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or not MIN_CELL <= cell <= 200:
         raise ValueError(f"cell must be an integer number of pixels in {MIN_CELL}..200, got {cell!r}.")
     cell = int(cell)

@@ -253,16 +253,29 @@ def format_number(value: float) -> str:
 
 
 def matrix_lines(matrix: np.ndarray, marked: np.ndarray | None = None) -> list[str]:
-    """Rows of a 2-D matrix, right-aligned; cells where ``marked`` is True are shown as ``(v)``.
+    """Rows of a 2-D matrix, aligned on the decimal point; cells where ``marked`` is True are ``(v)``.
 
     >>> matrix_lines(np.array([[1, 10], [0, 2]]), np.array([[False, False], [True, False]]))
     ['  1   10', ' (0)   2']
+    >>> matrix_lines(np.array([[0.25, 1.5], [0, 2]]), np.array([[False, False], [True, False]]))
+    [' 0.25   1.5', '(0)     2']
     """
-    cells = [[format_number(v) for v in row] for row in np.asarray(matrix)]
+    cells = [[format_number(v).partition(".") for v in row] for row in np.asarray(matrix)]
     if marked is None:
         marked = np.zeros(np.shape(matrix), bool)
-    width = max(len(c) for row in cells for c in row)
-    return [" ".join(f"({c})".rjust(width + 2) if m else f" {c.rjust(width)} " for c, m in zip(row, mrow)).rstrip()
+    whole = max(len(i) for row in cells for i, _, _ in row)
+    frac = max((len(f) + 1 if f else 0) for row in cells for _, _, f in row)
+
+    def cell(parts, mark):
+        integer, dot, fraction = parts
+        number = integer.rjust(whole) + (dot + fraction)
+        start, end = whole - len(integer), len(number)  # the number's first and past-last columns
+        text = list(" " + number.ljust(whole + frac) + " ")
+        if mark:  # the parentheses hug the number; its digits stay in their columns
+            text[start], text[end + 1] = "(", ")"
+        return "".join(text)
+
+    return [" ".join(cell(parts, mark) for parts, mark in zip(row, mrow)).rstrip()
             for row, mrow in zip(cells, marked)]
 
 
@@ -392,7 +405,7 @@ def _step_lines(trace: ConvTrace, index: int, show_map: bool) -> list[str]:
         lines.append(f"{indent}sum of products: {summed}")
     bias = format_number(trace.bias)
     if channels == 1:
-        lines.append(f"  plus bias {bias}: {format_number(step.channel_sums[0])} + {bias} = "
+        lines.append(f"  plus bias {bias}: {_sum_text([step.channel_sums[0], trace.bias])} = "
                      f"{format_number(step.total)}   -> output[{step.out_row}, {step.out_col}] = "
                      f"{format_number(step.total)}")
     else:

@@ -150,9 +150,14 @@ def trace_convolution(x, kernel, bias: float = 0.0, *, strides=(1, 1), padding="
     out_hw = shapes.conv_output_spatial(norm, x.shape[:2], kernel_hw, strides, dilation)
     if min(out_hw) <= 0:
         raise ValueError(f"a {kernel_hw[0]}x{kernel_hw[1]} kernel (dilation {dilation}) does not fit in the padded "
-                         f"{x.shape[0]}x{x.shape[1]} input: the output size would be 0. Use padding='same'.")
+                         f"{x.shape[0]}x{x.shape[1]} input: the output size would be 0. Use 'same' padding (--padding same), a "
+                         "smaller kernel or a bigger input.")
     if padding_mode == "reflect" and any(max(p) >= s for p, s in zip(pads, x.shape[:2])):
-        raise ValueError("padding_mode='reflect' needs each pad smaller than the input size.")
+        (top, bottom), (left, right) = pads
+        raise ValueError(f"reflect padding mirrors the input without its edge, so each pad must be smaller than "
+                         f"the input: padding top {top}, bottom {bottom} of {x.shape[0]} rows, left {left}, right "
+                         f"{right} of {x.shape[1]} columns; use smaller padding, a bigger input or --padding-mode "
+                         "replicate.")
 
     padded = pad_nhwc(x[None], pads, padding_mode)[0]  # (Hp, Wp, C)
     y, _ = conv2d_forward(x[None], kernel[..., None], np.array([bias]), strides=strides, padding=pads,
