@@ -212,4 +212,18 @@ def test_convolution_panel_steps_the_window_with_the_trace_numbers(page, server)
     page.press("#c-size", "Tab")
     page.wait_for_selector("#error:not([hidden])")
     assert "does not fit" in page.locator("#error").inner_text()
+    assert page.locator("#c-output-shape").inner_text() == ""  # no stale size beside the emptied output
     _assert_only_local(page, server, refused=1)
+
+
+def test_a_single_dot_is_classified_with_a_warning_and_the_preprocessing_is_shown(page, server):
+    with page.expect_response("**/api/predict") as answer:
+        _stroke(page, [(140, 140), (142, 141)])
+    assert answer.value.json()["note"]
+    expect(page.locator("#input-note")).to_contain_text("nearly empty")
+    assert "prepared like MNIST" in page.locator("#input-method").inner_text()
+    with page.expect_response("**/api/predict") as answer:
+        _stroke(page, [(140, 40), (140, 240)])
+    assert answer.value.json()["note"] is None
+    expect(page.locator("#input-note")).to_be_hidden()
+    _assert_only_local(page, server)

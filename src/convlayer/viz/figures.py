@@ -242,17 +242,20 @@ def mistakes_figure(images: np.ndarray, labels, predictions, confidences, class_
     Args:
         images: (N, d, d) in [0, 1]; N may be 0 (the figure then says so).
     Returns:
-        A ``Figure`` 1.25 inches per column wide (10 inches for 8 columns) and 1.4 inches per row.
+        A ``Figure`` 1.25 inches per column wide (10 inches for 8 columns) and 1.7 inches per row;
+        each title takes two lines, so that long class names do not run into their neighbours'.
     """
     count = len(images)
     rows, cols = _grid_shape(max(count, 1), columns)
-    fig = _figure(1.25 * columns, 1.4 * rows + 0.6)
+    row_inches = 1.7
+    fig = _figure(1.25 * columns, row_inches * rows + 0.6)
     if count == 0:
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
     else:
-        titles = [f"{class_names[t]} -> {class_names[p]} ({c * 100:.0f}%)"
+        titles = [f"{class_names[t]}\n-> {class_names[p]} ({c * 100:.0f}%)"
                   for t, p, c in zip(labels, predictions, confidences)]
         _image_grid(fig, images, columns, "gray", 0, 1, titles=titles, title_size=8)
-        fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.6 / (1.4 * rows + 0.6), bottom=0.02, hspace=0.35)
+        fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.75 / (row_inches * rows + 0.6), bottom=0.02,
+                            hspace=0.55, wspace=0.1)
     fig.suptitle(f"{title}: true -> predicted (confidence)", fontsize=11)
     return fig

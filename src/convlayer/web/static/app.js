@@ -305,6 +305,7 @@ async function runTrace() {
     if (id !== state.requestId) return;
     state.trace = null;
     for (const t of ["c-input", "c-output"]) $(t).replaceChildren();
+    for (const t of ["c-input-shape", "c-output-shape"]) $(t).textContent = "";  // no stale sizes
     $("c-step").textContent = "";
     $("c-notes").replaceChildren();
     $("c-pos").textContent = "";
