@@ -34,7 +34,7 @@ def test_export_writes_each_format_in_one_line(digits_run, tmp_path, capsys):
     assert len(out) == 1 and out[0].startswith(f"Wrote {tmp_path / 'm.onnx'} (") and "onnxruntime" in out[0]
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".safetensors"])
+@pytest.mark.parametrize("suffix", [".keras", ".safetensors", ".onnx"])
 def test_imported_checkpoint_evaluates_predicts_shows_and_serves_like_the_original(suffix, exported, digits_run,
                                                                                    tmp_path, capsys):
     imported = tmp_path / "imported.npz"
@@ -79,8 +79,8 @@ def test_import_with_like(exported, digits_run, tmp_path, capsys):
     (["export", "{run}/best.npz", "{tmp}/m.txt"], "export file '{tmp}/m.txt' should end in .keras or .onnx or "
                                                   ".safetensors."),
     (["export", "{tmp}/missing.npz", "{tmp}/m.keras"], "checkpoint '{tmp}/missing.npz' not found"),
-    (["import", "{exported}/digits.onnx", "{tmp}/o.npz"], "cannot import '{exported}/digits.onnx': it should end "
-                                                          "in .keras or .h5 or .safetensors or .pt."),
+    (["import", "{tmp}/model.tflite", "{tmp}/o.npz"], "cannot import '{tmp}/model.tflite': it should end "
+                                                      "in .keras or .h5 or .safetensors or .pt or .onnx."),
     (["import", "{exported}/digits.keras", "{tmp}/o.keras"], "checkpoint '{tmp}/o.keras' should end in .npz."),
     (["import", "{tmp}/garbage.keras", "{tmp}/o.npz"], "is not a .keras file (not a zip archive)"),
     (["import", "{tmp}/garbage.safetensors", "{tmp}/o.npz"], "is not a readable .safetensors file"),

@@ -61,6 +61,7 @@ def originals(tmp_path_factory):
     model = small_model()
     export_model(model, folder / "m.keras")
     export_model(model, folder / "m.safetensors")
+    export_model(model, folder / "m.onnx")
     keras2_h5(folder / "m.h5", model)
     torch.save(to_torch(model).state_dict(), folder / "m.pt")
     return model, folder
@@ -82,12 +83,12 @@ def assert_only_interop_error(path, like=None, *, checked=None):
 def test_the_originals_import(originals):
     model, folder = originals
     x = np.random.default_rng(0).random((2, 6, 6, 1), dtype=np.float32)
-    for name in ("m.keras", "m.safetensors", "m.h5"):
+    for name in ("m.keras", "m.safetensors", "m.h5", "m.onnx"):
         assert np.array_equal(import_model(folder / name).model.predict(x), model.predict(x)), name
     assert np.allclose(import_model(folder / "m.pt", like=model).model.predict(x), model.predict(x))
 
 
-@pytest.mark.parametrize("name", ["m.keras", "m.safetensors", "m.h5", "m.pt"])
+@pytest.mark.parametrize("name", ["m.keras", "m.safetensors", "m.h5", "m.pt", "m.onnx"])
 def test_truncations_and_byte_flips(name, originals, tmp_path):
     model, folder = originals
     data = (folder / name).read_bytes()
@@ -309,4 +310,42 @@ def test_damaged_keras2_h5(damage, originals, tmp_path):
                 f.attrs["model_config"] = 3
             else:
                 del f["model_weights/conv"]
+    assert assert_only_interop_error(path) == "refused"
+
+
+def _onnx_with(folder, edit):
+    import onnx
+
+    proto = onnx.load(folder / "m.onnx")
+    edit(proto)
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("damage", ["initializer claims a huge shape", "initializer negative dims",
+                                    "input unknown size", "initializer strings", "two inputs", "kernel NaN", "convlayer doc damaged"])
+def test_damaged_onnx(damage, originals, tmp_path):
+    from onnx import TensorProto, helper
+
+    model, folder = originals
+
+    def edit(proto):
+        graph = proto.graph
+        kernel = next(t for t in graph.initializer if t.dims and len(t.dims) == 4)
+        if damage == "initializer claims a huge shape":
+            kernel.dims[:] = [10**6, 10**6, 3, 3]
+        elif damage == "initializer negative dims":
+            kernel.dims[0] = -3
+        elif damage == "input unknown size":
+            graph.input[0].type.tensor_type.shape.dim[1].dim_param = "h"
+        elif damage == "initializer strings":
+            kernel.data_type = TensorProto.STRING
+        elif damage == "two inputs":
+            graph.input.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, [1]))
+        elif damage == "kernel NaN":
+            kernel.raw_data = np.full(tuple(kernel.dims), np.nan, np.float32).tobytes()
+        else:
+            proto.metadata_props[0].value = "{broken"
+
+    path = tmp_path / "d.onnx"
+    path.write_bytes(_onnx_with(folder, edit))
     assert assert_only_interop_error(path) == "refused"

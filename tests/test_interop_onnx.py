@@ -1,12 +1,19 @@
-"""ONNX exports run by onnxruntime: the lesson's model and the grid, the graph's pinned versions and pads."""
+"""ONNX exports run by onnxruntime (the lesson's model and the grid, pinned versions, pads); imports of the graphs
+convlayer and PyTorch's exporter write, and refusals of the graphs convlayer cannot hold."""
 
 from __future__ import annotations
 
+import re
+import warnings
+
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
 
-from convlayer.interop import InteropError, export_model
+from convlayer.interop import InteropError, export_model, import_model
 from convlayer.interop.onnx_file import IR_VERSION, OPSET
 from interop_models import GRID, images, lesson_model, relative_error
 
@@ -66,3 +73,97 @@ def test_strided_same_keeps_the_extra_pixel_at_the_bottom_right(tmp_path):
     layer = case.model().layers[0]
     (top, bottom), (left, right) = layer.padding_amounts((1, *case.input_shape))
     assert pads == [top, left, bottom, right] and (bottom, right) != (top, left)
+
+
+# ---------------------------------------------------------------------------- import
+
+
+def test_lesson_onnx_imports_back_bit_identical(tmp_path):
+    model = lesson_model()
+    ck = import_model(export_model(model, tmp_path / "lesson.onnx", meta={"dataset": "mnist"}))
+    assert type(ck.model).__name__ == "MNISTModel" and ck.meta["dataset"] == "mnist"
+    for a, b in zip(model.get_weights(), ck.model.get_weights()):
+        assert np.array_equal(a, b)
+    again = import_model(export_model(ck.model, tmp_path / "again.onnx")).model
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", [c for c in GRID if ".onnx" in c.formats], ids=lambda c: c.name)
+def test_grid_graphs_import_from_the_graph_alone(case, tmp_path):
+    model = case.model()
+    path = export_model(model, tmp_path / "m.onnx")
+    proto = onnx.load(path)
+    del proto.metadata_props[:]  # no convlayer architecture: the graph alone must say it all
+    onnx.save(proto, path)
+    back = import_model(path).model
+    x = images(case.input_shape, n=3)
+    assert relative_error(back.predict(x), model.predict(x)) < TOLERANCE
+    assert [w.shape for w in back.get_weights()] == [w.shape for w in model.get_weights()]
+
+
+def test_import_of_a_graph_pytorch_exports(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, stride=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 6, 2, groups=2), torch.nn.SiLU(), torch.nn.AvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Dropout(0.3), torch.nn.Linear(5, 3),
+        torch.nn.Softmax(dim=1)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 1, 9, 9),), tmp_path / "t.onnx", dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}})
+    ck = import_model(tmp_path / "t.onnx")
+    assert [type(layer).__name__ for layer in ck.model.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "AveragePooling2D", "Flatten", "Dense", "Dense", "Activation"]
+    assert ck.model.layers[0].data_format == "channels_first"  # the graph's NCHW input, taken as it is
+    x = torch.rand(4, 1, 9, 9)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert relative_error(ck.model.predict(x.numpy()), expected) < TOLERANCE
+
+
+def _graph(nodes, initializers, input_shape, output="y"):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+                              initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+def _weight(name, shape):
+    return numpy_helper.from_array(np.ones(shape, np.float32), name)
+
+
+@pytest.mark.parametrize("nodes, initializers, message", [
+    ([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])], [],
+     "(BatchNormalization) is an operator convlayer does not import; supported: Transpose, Conv"),
+    ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["x", "r"], ["y"])], [],
+     "appears where convlayer has no layer for it"),
+    ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Relu", ["x"], ["y"])], [],
+     "takes ['x'] instead of the previous output 'r'; convlayer imports single-chain graphs only."),
+    ([helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER")], [_weight("w", (2, 1, 3, 3))],
+     "uses auto_pad=b'SAME_UPPER'; convlayer reads explicit pads."),
+    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[1, 0, 0, 0])], [],
+     "pads [1, 0, 0, 0], which are neither 'valid' nor 'same' for a 6x6 input"),
+    ([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2])], [], "permutes axes [0, 1, 3, 2]"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"])], [_weight("w", (2, 3, 3, 3))],
+     "has a weight for 3 input channels but gets 1."),
+    ([helper.make_node("Elu", ["x"], ["y"], alpha=0.5)], [], "has alpha=0.5; convlayer's elu has the defaults only."),
+    ([helper.make_node("Relu", ["x"], ["r"])], [], "the graph's output 'y' is not the end of its chain."),
+])
+def test_graphs_convlayer_cannot_hold_are_refused(nodes, initializers, message, tmp_path):
+    onnx.save(_graph(nodes, initializers, ["n", 1, 6, 6]), tmp_path / "g.onnx")
+    with pytest.raises(InteropError, match=re.escape(message)):
+        import_model(tmp_path / "g.onnx")
+
+
+def test_external_data_is_never_opened(tmp_path):
+    weight = _weight("w", (2, 1, 3, 3))
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "/etc/passwd"
+    proto = _graph([helper.make_node("Conv", ["x", "w"], ["y"])], [weight], ["n", 1, 6, 6])
+    (tmp_path / "g.onnx").write_bytes(proto.SerializeToString())
+    with pytest.raises(InteropError, match="in an external file, which convlayer never opens"):
+        import_model(tmp_path / "g.onnx")

@@ -15,7 +15,7 @@ from pathlib import Path
 from .chain import InteropError
 
 EXPORT_SUFFIXES = (".keras", ".onnx", ".safetensors")
-IMPORT_SUFFIXES = (".keras", ".h5", ".safetensors", ".pt")
+IMPORT_SUFFIXES = (".keras", ".h5", ".safetensors", ".pt", ".onnx")
 
 __all__ = ["InteropError", "export_model", "import_model", "to_torch", "EXPORT_SUFFIXES", "IMPORT_SUFFIXES"]
 
@@ -68,11 +68,12 @@ def export_model(model, path, *, meta=None) -> Path:
 
 
 def import_model(path, *, like=None):
-    """Read a model file (.keras, .h5, .safetensors, .pt) as a ``convlayer.checkpoint.Checkpoint``.
+    """Read a model file (.keras, .h5, .safetensors, .pt, .onnx) as a ``convlayer.checkpoint.Checkpoint``.
 
     Args:
         path: a Keras 3 ``.keras`` file, a Keras 2 full-model ``.h5``, or a PyTorch state_dict
-            (``.safetensors``, or ``.pt`` read with ``torch.load(weights_only=True)``).
+            (``.safetensors``, or ``.pt`` read with ``torch.load(weights_only=True)``), or an ONNX
+            graph that is a single chain of the operators convlayer exports.
         like: for state_dicts, the architecture the tensors belong to: a convlayer model or a
             ``Checkpoint`` (default: the architecture a convlayer export records, else the lesson's
             MNISTModel for the file's input size). Keras files carry their own architecture.
@@ -91,11 +92,18 @@ def import_model(path, *, like=None):
             from .keras_file import import_keras
 
             return import_keras(path)
+        if suffix == ".onnx":
+            if like is not None:
+                raise InteropError(f"{Path(path).name} carries its own architecture; like= applies to PyTorch "
+                                   "state_dicts (.safetensors, .pt) only.")
+            from .onnx_file import import_onnx
+
+            return import_onnx(path)
         from .torch_file import import_state_dict
 
         return import_state_dict(path, like=like)
     except ImportError as exc:
-        package = {".keras": "h5py", ".h5": "h5py", ".pt": "torch"}.get(suffix, "safetensors")
+        package = {".keras": "h5py", ".h5": "h5py", ".pt": "torch", ".onnx": "onnx"}.get(suffix, "safetensors")
         raise _missing(package, exc) from None
 
 

@@ -132,7 +132,8 @@ def prefer_document(model, document, budget: int, source) -> tuple[object, dict]
                         for layer in m.layers if layer.params]
     if shapes(twin) != shapes(model) or tuple(twin.input_shape[1:]) != tuple(model.input_shape[1:]):
         return model, {}
-    for a, b in zip([layer for layer in model.layers if layer.params], [layer for layer in twin.layers if layer.params]):
+    weighted = lambda m: [layer for layer in m.layers if layer.params]  # noqa: E731
+    for a, b in zip(weighted(model), weighted(twin)):
         for key, value in a.params.items():
             b.params[key][...] = value
     probe = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)

@@ -45,9 +45,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
-        "import", help="read a .keras, .h5, .safetensors or .pt model into a convlayer checkpoint",
-        description="Read a Keras 3 .keras file, a Keras 2 full-model .h5, or a PyTorch state_dict (.safetensors, "
-                    ".pt) and write it as a convlayer checkpoint that evaluate, predict, show and serve use.")
+        "import", help="read a .keras, .h5, .safetensors, .pt or .onnx model into a convlayer checkpoint",
+        description="Read a Keras 3 .keras file, a Keras 2 full-model .h5, a PyTorch state_dict (.safetensors, "
+                    ".pt) or a single-chain ONNX graph and write it as a convlayer checkpoint that evaluate, predict, show and serve use.")
     p.add_argument("source", metavar="IN", help="the model file to read")
     p.add_argument("out", metavar="OUT.npz", help="the checkpoint to write")
     p.add_argument("--like", metavar="CHECKPOINT",

@@ -21,6 +21,7 @@ import math
 import re
 import zipfile
 from pathlib import Path
+from zlib import error as zlib_error
 
 import numpy as np
 
@@ -453,7 +454,7 @@ def import_keras(path):
     except InteropError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError, EOFError,
-            zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RecursionError) as exc:
+            zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RecursionError, zlib_error) as exc:
         raise InteropError(f"{path} is damaged or not a Keras model file ({type(exc).__name__}: "
                            f"{' '.join(str(exc).split())[:200]}).") from None
     return Checkpoint(model, meta={**meta, "imported_from": path.name})
