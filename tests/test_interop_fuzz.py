@@ -349,3 +349,19 @@ def test_damaged_onnx(damage, originals, tmp_path):
     path = tmp_path / "d.onnx"
     path.write_bytes(_onnx_with(folder, edit))
     assert assert_only_interop_error(path) == "refused"
+
+
+def test_a_pt_zip_bomb_is_refused_before_torch_inflates_it(originals, tmp_path):
+    model, _ = originals
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (80 << 20))
+    with pytest.raises(InteropError, match="its members expand to 83,886,080 bytes, far more than the file's size"):
+        import_model(path, like=model)
+
+
+def test_like_must_be_a_model(tmp_path, originals):
+    _, folder = originals
+    with pytest.raises(InteropError, match="like= must be a convlayer model, a Checkpoint or a checkpoint path, got "
+                                           "int."):
+        import_model(folder / "m.pt", like=3)

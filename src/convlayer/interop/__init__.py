@@ -74,8 +74,8 @@ def import_model(path, *, like=None):
         path: a Keras 3 ``.keras`` file, a Keras 2 full-model ``.h5``, or a PyTorch state_dict
             (``.safetensors``, or ``.pt`` read with ``torch.load(weights_only=True)``), or an ONNX
             graph that is a single chain of the operators convlayer exports.
-        like: for state_dicts, the architecture the tensors belong to: a convlayer model or a
-            ``Checkpoint`` (default: the architecture a convlayer export records, else the lesson's
+        like: for state_dicts, the architecture the tensors belong to: a convlayer model, a
+            ``Checkpoint`` or a checkpoint path (default: the architecture a convlayer export records, else the lesson's
             MNISTModel for the file's input size). Keras files carry their own architecture.
 
     Returns:

@@ -243,7 +243,18 @@ def _read_safetensors(path: Path):
 
 
 def _read_pt(path: Path):
+    import zipfile
+
     import torch
+
+    if zipfile.is_zipfile(path):  # torch.save's format: refuse a zip bomb before torch inflates it
+        try:
+            with zipfile.ZipFile(path) as archive:
+                claimed = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InteropError(f"{path} is a damaged zip archive ({exc}).") from None
+        if claimed > max(64 << 20, 64 * path.stat().st_size):
+            raise InteropError(f"{path}: its members expand to {claimed:,} bytes, far more than the file's size.")
 
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the outcome says all there is
@@ -333,6 +344,15 @@ def import_state_dict(path, like=None):
                            "wrote the file; export it again.")
     meta = {}
     if like is not None:
+        from ..models import Sequential
+
+        if isinstance(like, (str, Path)):
+            from ..checkpoint import load
+
+            like = load(like)
+        if not isinstance(getattr(like, "model", like), Sequential):
+            raise InteropError(f"like= must be a convlayer model, a Checkpoint or a checkpoint path, got "
+                               f"{type(like).__name__}.")
         model = fresh_copy(getattr(like, "model", like))
         meta = dict(getattr(like, "meta", {}) or {})
     elif "convlayer" in metadata:
