@@ -14,6 +14,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from convlayer.interop import InteropError, export_model, import_model
+from convlayer.layers import Conv2D, Dense, Flatten
+from convlayer.models import MNISTModel, Sequential
 from convlayer.interop.onnx_file import IR_VERSION, OPSET
 from interop_models import GRID, images, lesson_model, relative_error
 
@@ -167,3 +169,38 @@ def test_external_data_is_never_opened(tmp_path):
     (tmp_path / "g.onnx").write_bytes(proto.SerializeToString())
     with pytest.raises(InteropError, match="in an external file, which convlayer never opens"):
         import_model(tmp_path / "g.onnx")
+
+
+# ---------------------------------------------------------------------------- what no export takes
+
+
+def _built(layers, shape):
+    model = Sequential(layers)
+    model.build((None, *shape))
+    return model
+
+
+@pytest.mark.parametrize("model, path, message", [
+    (lambda: Sequential([Dense(2)]), "m.onnx", "is not built, so its input shape is unknown; call model.build("),
+    (lambda: "model", "m.onnx", "export expects a convlayer Sequential or MNISTModel, got str."),
+    (lambda: MNISTModel(8, 10), "m.tflite", "m.tflite': the format comes from the file's suffix, which must be one "
+                                            "of .keras, .onnx, .safetensors."),
+    (lambda: _built([Conv2D(2, 3, data_format="channels_first"), Conv2D(2, 1)], (4, 6, 6)), "m.safetensors",
+     "a mix of channels_last and channels_first layers cannot be written to .safetensors (PyTorch state_dict); "
+     "formats that hold it: .keras, .onnx."),
+    (lambda: _built([Conv2D(2, 3), Dense(3, name="on_maps")], (6, 6, 1)), "m.safetensors",
+     "Dense 'on_maps': a Dense on 4-D image data cannot be written to .safetensors"),
+    (lambda: _built([Conv2D(2, 3), Flatten()], (6, 6, 1)), "m.safetensors",
+     "a Flatten of image data that feeds no Dense"),
+])
+def test_export_refusals(model, path, message, tmp_path):
+    with pytest.raises(InteropError, match=re.escape(message)):
+        export_model(model(), tmp_path / path)
+    assert not (tmp_path / path).exists()
+
+
+def test_meta_must_be_json(tmp_path):
+    with pytest.raises(InteropError, match="meta must be a dict, got list."):
+        export_model(MNISTModel(8, 10), tmp_path / "m.onnx", meta=[1])
+    with pytest.raises(InteropError, match="meta must hold JSON values"):
+        export_model(MNISTModel(8, 10), tmp_path / "m.onnx", meta={"x": object()})

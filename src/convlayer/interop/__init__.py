@@ -10,6 +10,7 @@ See docs/interop.md.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .chain import InteropError
@@ -51,6 +52,10 @@ def export_model(model, path, *, meta=None) -> Path:
     suffix = suffix_of(path, EXPORT_SUFFIXES, "export to")
     if meta is not None and not isinstance(meta, dict):
         raise InteropError(f"meta must be a dict, got {type(meta).__name__}.")
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise InteropError(f"meta must hold JSON values (str, numbers, lists, dicts): {exc}.") from None
     check_writable(path)
     try:
         if suffix == ".keras":
@@ -114,4 +119,7 @@ def to_torch(model):
     """
     from .torch_file import to_torch as build
 
-    return build(model)
+    try:
+        return build(model)
+    except ImportError as exc:
+        raise InteropError(f"to_torch needs PyTorch ({exc}); install it with pip install torch.") from None
