@@ -75,7 +75,8 @@ def walk(model) -> list[Step]:
         elif kind in SPATIAL:
             from ..functional.shapes import resolve_padding
 
-            pads = resolve_padding(layer.padding, layer._spatial(shape), layer.pool_size, layer.strides, (1, 1))
+            spatial = shape[1:3] if layer.data_format == "channels_last" else shape[2:4]  # (rows, cols)
+            pads = resolve_padding(layer.padding, spatial, layer.pool_size, layer.strides, (1, 1))
         steps.append(Step(layer, kind, shape, out, pads))
         shape = out
     return steps
