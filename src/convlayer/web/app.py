@@ -11,6 +11,9 @@ Routes (everything but the page and its files answers JSON; errors are ``{"error
   checkpoint's dataset (loaded on first use; 503 with the reason when it cannot be loaded).
 - ``POST /api/trace``: ``{"input", "kernel", "bias", "strides", "padding", "dilation"}`` ->
   ``viz.trace.trace_convolution(...).to_dict()``, the same trace as ``convlayer explain``.
+- With ``serve --train`` (``web.train``): ``POST /api/train/start`` (settings), ``/api/train/control``
+  (pause, resume, stop, learning_rate), ``/api/train/fork`` (a run's epoch, a new learning rate);
+  ``GET /api/train/state``; ``GET /api/train/events?run=R&since=N``: Server-Sent Events.
 
 Nothing in a request names a file: the checkpoint comes from the command line, the
 static folder is fixed, and ``StaticFiles`` refuses paths that leave it.
@@ -19,6 +22,7 @@ static folder is fixed, and ``StaticFiles`` refuses paths that leave it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import binascii
 import io
 import json
@@ -31,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -374,7 +378,7 @@ def _trace(document) -> dict:
 
 
 def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes: int = MAX_BODY_BYTES,
-               preprocess: str = "auto") -> Starlette:
+               preprocess: str = "auto", trainer=None) -> Starlette:
     """The web app for one checkpoint.
 
     Args:
@@ -384,6 +388,8 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         data_dir: the folder the default loader reads the dataset's IDX files from.
         max_body_bytes: larger request bodies get 413.
         preprocess: how uploaded images are prepared (``convlayer.preprocess.MODES``).
+        trainer: a ``web.train.Trainer`` for the Train tab (``convlayer serve --train``); the app
+            closes it (stopping its training) when it shuts down.
     Returns:
         A Starlette app; run it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
 
@@ -442,7 +448,8 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
     async def server_error(request: Request, exc: Exception):
         return _error_response(500, f"internal error ({type(exc).__name__}); the server is still running.")
 
-    routes = [
+    routes = [] if trainer is None else _train_routes(trainer)
+    routes += [
         Route("/", index, methods=["GET"]),
         Route("/api/info", info, methods=["GET"]),
         Route("/api/predict", predict, methods=["POST"]),
@@ -450,8 +457,75 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         Route("/api/trace", trace, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if trainer is not None:
+            await run_in_threadpool(trainer.close)
+
     app = Starlette(routes=routes, middleware=[Middleware(_LimitsMiddleware, max_body_bytes=max_body_bytes)],
                     exception_handlers={RequestError: request_error, HTTPException: http_error,
-                                        Exception: server_error})
+                                        Exception: server_error}, lifespan=lifespan)
     app.state.service = service
+    app.state.trainer = trainer
     return app
+
+
+def _train_routes(trainer) -> list:
+    """The Train tab's API: start, control, fork, state, and the events of a run as Server-Sent Events."""
+    from .train import TrainBusyError, TrainSettingError
+
+    async def call(fn, request):
+        document = _json_body(await request.body())
+        try:
+            return JSONResponse(await run_in_threadpool(fn, document))
+        except TrainSettingError as exc:
+            raise RequestError(400, str(exc)) from None
+        except TypeError as exc:  # a setting of the wrong type reaching the dataclass
+            raise RequestError(400, f"bad settings ({exc}).") from None
+        except TrainBusyError as exc:
+            raise RequestError(409, str(exc)) from None
+
+    async def start(request: Request):
+        return await call(trainer.start, request)
+
+    async def fork(request: Request):
+        return await call(trainer.fork, request)
+
+    async def control(request: Request):
+        return await call(trainer.control, request)
+
+    async def state(request: Request):
+        return JSONResponse(trainer.state())
+
+    async def events(request: Request):
+        run_id, since = _query_int(request, "run"), _query_int(request, "since") or 0
+        try:
+            trainer.events(run_id, since, 0)
+        except TrainSettingError as exc:
+            raise RequestError(404, str(exc)) from None
+
+        async def stream():
+            nonlocal since
+            trainer.listening(+1)
+            try:
+                yield "retry: 2000\n\n"
+                while not await request.is_disconnected():
+                    new, finished = await run_in_threadpool(trainer.events, run_id, since, 1.0)
+                    for event in new:
+                        yield f"id: {since}\ndata: {json.dumps(event)}\n\n"
+                        since += 1
+                    if finished and not new:
+                        yield "event: end\ndata: {}\n\n"
+                        return
+                    if not new:
+                        yield ": waiting\n\n"  # a comment: lets a closed page be noticed
+            finally:
+                trainer.listening(-1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+    return [Route("/api/train/start", start, methods=["POST"]), Route("/api/train/fork", fork, methods=["POST"]),
+            Route("/api/train/control", control, methods=["POST"]), Route("/api/train/state", state, methods=["GET"]),
+            Route("/api/train/events", events, methods=["GET"])]
