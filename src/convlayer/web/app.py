@@ -418,7 +418,7 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     async def info(request: Request):
-        return JSONResponse(service.info())
+        return JSONResponse({**service.info(), "train": trainer is not None})
 
     async def predict(request: Request):
         data = await _image_bytes(request, max_body_bytes)

@@ -46,7 +46,7 @@ function selectTab(name) {
     button.classList.toggle("active", active);
     button.setAttribute("aria-selected", String(active));
   }
-  for (const tab of ["draw", "gallery", "conv"]) $(`tab-${tab}`).hidden = tab !== name;
+  for (const panel of document.querySelectorAll("section.panel")) panel.hidden = panel.id !== `tab-${name}`;
   $("results").hidden = true;
   showError("");
   stopPlaying();
@@ -429,6 +429,7 @@ for (const button of document.querySelectorAll(".tab")) {
 clearPad();
 api("/api/info").then((info) => {
   state.info = info;
+  if (info.train) document.querySelector(".tab[data-tab=train]").hidden = false;
   const dataset = info.dataset || "unknown dataset";
   $("model-info").textContent =
     `${dataset} checkpoint · ${info.input_dim}×${info.input_dim} input · ${info.num_classes} classes`;
