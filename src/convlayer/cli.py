@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from .clitools import (PROG, Parser, UsageError, add_preprocess_option, error_line, fraction, load_checkpoint,
-                       non_negative_int, positive_float, positive_int, say)
+                       non_negative_int, output_path, positive_float, positive_int, say)
 
 COMMAND_MODULES = ("convlayer.viz.commands", "convlayer.web.commands", "convlayer.interop.commands",
                    "convlayer.learn.commands")
@@ -56,13 +56,26 @@ def cmd_train(args):
                          data_dir=args.data_dir, limit=args.limit, shift=args.shift)
     if args.learning_rate is None:
         config.learning_rate = 1e-3 if args.optimizer == "adam" else 0.05
-    callbacks = [] if args.quiet else [_ProgressBar()]
+    from . import distributed
+
+    callbacks = [] if args.quiet or not distributed.is_root() else [_ProgressBar()]
     if args.resume:
         say(f"Resuming {args.resume} up to epoch {args.epochs}")
     else:
         say(f"Training the lesson's CNN on {dataset} for {args.epochs} epoch{'s' * (args.epochs != 1)} "
              f"(batch {args.batch_size}, "
              f"{args.optimizer}, {args.schedule} schedule) -> {output_dir}/")
+    world = distributed.world()
+    if world is not None:
+        from . import parallel
+
+        threads = parallel.get_num_threads()
+        say(f"Data-parallel over {world.size} MPI processes, {threads} thread{'s' * (threads != 1)} each; "
+            f"--batch-size {args.batch_size} is the global batch")
+        if args.batch_size % world.size:
+            say(f"Note: {world.size} processes do not divide batch {args.batch_size}: shards of "
+                f"{args.batch_size // world.size} and {args.batch_size // world.size + 1} images, each gradient "
+                "weighted by its shard's size")
     result = train(config, resume=args.resume, callbacks=callbacks)
     say(f"Data: {result.dataset_source}")
     criterion = "validation accuracy" if result.config.validation_split else "training loss (no validation split)"
@@ -161,8 +174,15 @@ def cmd_predict(args):
     from .preprocess import ImageError
     from .viz.figures import top_predictions
 
+    from . import distributed
+
+    out = output_path(args.out, suffixes=(".csv",), what="--out") if args.out else None
     ck = load_checkpoint(args.checkpoint)
     paths = image_paths(args.images)
+    world = distributed.world()
+    if world is not None:  # MPI: each rank classifies its contiguous share of the images
+        start, stop = distributed.shard_bounds(len(paths), world.rank, world.size)
+        paths = paths[start:stop]
     prepared, failed = [], 0
     for path in paths:  # a bad image is one line; the others are still classified
         try:
@@ -170,15 +190,42 @@ def cmd_predict(args):
         except ImageError as exc:
             failed += 1
             print(error_line("predict", exc), file=sys.stderr, flush=True)
+    results = []  # (path, [(class, probability)] top 3, method, note)
     if prepared:
         names = ck.class_names()
         probabilities = ck.model.probabilities(np.stack([p.image for _, p in prepared]))
-        for (path, p), probs in zip(prepared, probabilities):
-            ranked = ", ".join(f"{name} {q * 100:.1f}%" for name, q in top_predictions(probs, names, k=3))
-            say(f"{path}: {ranked}  [{p.method}]")
-            if p.note:
-                print(f"{PROG} predict: warning: {path}: {p.note}", file=sys.stderr)
+        results = [(path, top_predictions(probs, names, k=3), p.method, p.note)
+                   for (path, p), probs in zip(prepared, probabilities)]
+    if world is not None:  # rank 0 gathers the shards, in input order
+        gathered = world.comm.gather(results, root=0)
+        failed = int(world.sum([failed])[0])
+        if not world.is_root:
+            return 1 if failed else 0
+        results = [row for part in gathered for row in part]
+    for path, top, method, note in results:
+        if out is None:
+            say(f"{path}: {', '.join(f'{name} {q * 100:.1f}%' for name, q in top)}  [{method}]")
+        if note:
+            print(f"{PROG} predict: warning: {path}: {note}", file=sys.stderr)
+    if out is not None:
+        write_predictions(out, results)
+        say(f"Wrote {len(results)} prediction{'s' * (len(results) != 1)} to {out}")
     return 1 if failed else 0  # each unreadable image had its line
+
+
+def write_predictions(path, results) -> None:
+    """A CSV: file, top class, its probability, and the top 3 as 'class:probability' joined by ';'."""
+    import csv
+    import io
+
+    from .fileio import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "class", "probability", "top3"])
+    for file, top, _, _ in results:
+        writer.writerow([file, top[0][0], f"{top[0][1]:.6f}", ";".join(f"{name}:{q:.6f}" for name, q in top)])
+    atomic_write_text(path, buffer.getvalue())
 
 
 def cmd_summary(args):
@@ -250,6 +297,8 @@ def build_parser() -> Parser:
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     add_preprocess_option(p)
+    p.add_argument("--out", metavar="CSV", help="write file, class, probability, top 3 to this CSV instead of "
+                                                "printing (under mpirun: one CSV, in input order)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
@@ -273,6 +322,36 @@ def build_parser() -> Parser:
 
 
 def main(argv=None) -> int:
+    from . import distributed
+
+    try:
+        world = distributed.world()
+    except distributed.DistributedError as exc:
+        print(error_line(None, str(exc)), file=sys.stderr)
+        return 1
+    if world is None:
+        return _main(argv)
+    return distributed.run_or_abort(world, _main_on_rank, world, argv)
+
+
+def _main_on_rank(world, argv) -> int:
+    """One rank of an MPI job: threads = cores / ranks on this machine (unless --threads); only rank 0 prints
+    results."""
+    from . import distributed, parallel
+
+    parallel.set_num_threads(distributed.default_threads(world))
+    if world.is_root:
+        return _main(argv)
+    saved = sys.stdout
+    with open(os.devnull, "w") as devnull:
+        sys.stdout = devnull
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout = saved
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .checkpoint import CheckpointError

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import distributed
 from .datasets.dataset import check_seed, check_validation_split, num_batches
 from .fileio import atomic_write_text, check_writable_dir
 from .preprocess import style_for
@@ -172,8 +173,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
     """Train ``MNISTModel`` as ``config`` says; returns metrics and the checkpoint paths."""
     from . import datasets
 
+    world = distributed.world()  # None without MPI (a single process)
     if resume is not None:
-        state_ckpt = ckpt.load(resume)
+        state_ckpt = ckpt.load(resume) if world is None else distributed.load_checkpoint(world, resume)
         state = state_ckpt.training_state
         if not state or "config" not in state:
             raise ckpt.CheckpointError(f"{resume} has no training state; resume from a last.npz written by "
@@ -213,21 +215,35 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
         model = MNISTModel(data.input_dim, data.num_classes, seed=config.seed)
         optimizer = build_optimizer(config)
     model.optimizer = optimizer
+    parallel = None
+    if world is not None:  # MPI: rank 0's weights on every rank, a shard of every batch each, one writer
+        if resume is None:
+            distributed.broadcast_model(world, model, optimizer)
+        parallel = model.data_parallel = distributed.DataParallel(world, model, config.seed)
 
     steps_per_epoch = num_batches(len(x_train), config.batch_size)
     schedule = _Schedule(config.epochs * steps_per_epoch, config.learning_rate, config.schedule)
     recorder = _Recorder(run_dir, config, rng, rows, best, meta)
     validation = (data.x_val, data.y_val) if len(data.x_val) else None
+    fit_callbacks = [schedule, *callbacks, recorder]
+    if parallel is not None:  # validation on shards, global metrics, drift check; rank 0 records
+        fit_callbacks = [schedule, distributed.EpochSync(parallel, validation), *callbacks,
+                         *([recorder] if world.is_root else [])]
+        validation = None
     try:
         model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, validation_data=validation,
-                  rng=rng, initial_epoch=initial_epoch, callbacks=[schedule, *callbacks, recorder],
+                  rng=rng, initial_epoch=initial_epoch, callbacks=fit_callbacks,
                   augment=(lambda xb, r: random_shift(xb, config.shift, r)) if config.shift else None)
     except NonFiniteLossError as exc:
         saved = f" The last completed epoch is in {run_dir / 'last.npz'}." if (run_dir / "last.npz").is_file() else ""
         raise NonFiniteLossError(f"{exc}{saved}") from None
 
-    best_model = ckpt.load(run_dir / "best.npz").model
-    test = best_model.evaluate(data.x_test, data.y_test)
+    if world is None:
+        best_model = ckpt.load(run_dir / "best.npz").model
+        test = best_model.evaluate(data.x_test, data.y_test)
+    else:  # rank 0's best weights everywhere, the test set on shards
+        rows, best = world.comm.bcast((rows, best), root=0)
+        test = distributed.test_best(world, model, run_dir / "best.npz", data.x_test, data.y_test)
     return TrainResult(config, rows, int(best["epoch"]), test["accuracy"], test["loss"], run_dir / "best.npz",
                        run_dir / "last.npz", run_dir / "log.csv", data.source, tuple(data.class_names))
 

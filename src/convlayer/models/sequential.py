@@ -128,6 +128,7 @@ class Sequential:
         self.optimizer: optimizers_mod.Optimizer | None = None
         self.loss: str | Callable = "sparse_categorical_crossentropy"
         self.input_shape: tuple | None = None
+        self.data_parallel = None  # a convlayer.distributed.DataParallel under MPI, else None
 
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -299,6 +300,8 @@ class Sequential:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"the loss became {loss}")
             self.backward(doutputs)
+            if self.data_parallel is not None:  # MPI: average the gradients over the ranks
+                self.data_parallel.reduce_gradients(self)
             variables = self.trainable_variables()
             for key, _, grad in variables:
                 if not np.isfinite(grad).all():
@@ -342,6 +345,8 @@ class Sequential:
                     cb.on_batch_begin(epoch * steps_per_epoch + step, self)
                 if augment is not None:
                     x_batch = augment(x_batch, rng)
+                if self.data_parallel is not None:  # MPI: this rank's shard of the global batch
+                    x_batch, y_batch = self.data_parallel.shard(x_batch, y_batch)
                 try:
                     loss, acc = self.train_step(x_batch, y_batch)
                 except NonFiniteLossError as exc:
