@@ -16,7 +16,7 @@ setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[all]'
 
 setup-test: $(BIN)/python
-	./scripts/apt-deps.sh browser
+	./scripts/apt-deps.sh browser mpi
 	$(BIN)/pip install -q -e '.[all,test]'
 
 ## Train the lesson's CNN on the default dataset and report test accuracy.
