@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
+import numpy as np
+
 from . import memory
 
 T = TypeVar("T")
@@ -152,7 +154,13 @@ def run(fn: Callable[[int, int], T], n: int, *, parts: int | None = None, min_si
         return [fn(0, n)]
     ranges = split(n, parts)
     with compute():
-        futures = [_get_pool(get_num_threads()).submit(fn, lo, hi) for lo, hi in ranges[1:]]
+        settings = np.geterr()  # NumPy's error state is per thread: the parts keep the caller's
+
+        def part(lo, hi):
+            with np.errstate(**settings):
+                return fn(lo, hi)
+
+        futures = [_get_pool(get_num_threads()).submit(part, lo, hi) for lo, hi in ranges[1:]]
         try:
             first = fn(*ranges[0])
         finally:
