@@ -117,7 +117,7 @@ function showSnapshot(run, index) {
   $("t-epoch-label").textContent = `run ${run.id}, epoch ${snapshot.epoch}` +
     (snapshot.val_accuracy == null ? "" : ` · validation ${(snapshot.val_accuracy * 100).toFixed(1)}%`);
   paintGrid($("t-filters"), snapshot.filters, 6, true);
-  paintGrid($("t-maps"), snapshot.maps, 2, false);
+  paintGrid($("t-maps"), snapshot.maps, snapshot.maps[0].length < 16 ? 4 : 2, false);
   $("t-fork").disabled = false;
 }
 
