@@ -335,6 +335,99 @@ def cmd_show_mistakes(args):
     return 0
 
 
+# ---------------------------------------------------------------------------- show cards, show ablation
+
+
+def _filter_list(text):
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--filters {text!r}: expected filter numbers separated by commas, e.g. --filters 0,5,9.") \
+            from None
+
+
+def _cards_data(args):
+    ck = load_checkpoint(args.checkpoint)
+    data = load_test_data(ck, args.dataset, args.data_dir)
+    x, y = np.asarray(data.x_test), np.asarray(data.y_test)
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    return ck, data, x, y
+
+
+def cmd_show_cards(args):
+    import json
+    import time
+
+    from ..fileio import atomic_write_text
+    from . import cards, figures
+
+    out = output_path(_default_out(args, args.checkpoint, f"cards_{args.layer}"), suffixes=(".png",), what="--out")
+    json_out = None if args.json is None else output_path(args.json, suffixes=(".json",), what="--json")
+    ck, data, x, y = _cards_data(args)
+    layer = cards.conv_layer(ck.model, args.layer)
+    filters = cards.check_filters(_filter_list(args.filters), layer.filters, args.layer)
+    start = time.perf_counter()
+    stats = cards.filter_stats(ck.model, args.layer, x, y, ck.num_classes, filters=filters)
+    seconds = time.perf_counter() - start
+    say(f"{args.layer}: top {cards.TOP} patches and class means of {len(filters)} filters over {len(x):,} "
+        f"{data.name} test images in {seconds:.1f} s")
+    value_range = (float(x.min()), float(x.max())) if x.max() > x.min() else (0.0, 1.0)
+    optimized = {}
+    for f in filters:
+        optimized[f], before, after = cards.optimize_input(ck.model, args.layer, f, seed=args.seed,
+                                                           value_range=value_range)
+    document = cards.stats_json(stats, x.shape[1:3], class_names=ck.class_names())
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(document, indent=1) + "\n")
+        say(json_out)
+    figure = cards.cards_figure(document, x.reshape(len(x), *x.shape[1:3]), layer.kernel, optimized,
+                                title=f"{Path(args.checkpoint).name}, {data.name}")
+    say(figures.save_png(figure, out))
+    return 0
+
+
+def cmd_show_ablation(args):
+    from ..training import confusion_matrix
+    from . import cards, figures
+
+    suffix = f"surgery_{args.layer}" if args.set else f"ablation_{args.layer}"
+    out = output_path(_default_out(args, args.checkpoint, suffix), suffixes=(".png",), what="--out")
+    ck, data, x, y = _cards_data(args)
+    layer = cards.conv_layer(ck.model, args.layer)
+    replacements = cards.parse_set(args.set, layer) if args.set else None
+    if replacements and layer.kernel.shape[2] > 1:
+        say(f"{args.layer} has {layer.kernel.shape[2]} input channels: each new kernel is applied to every one.")
+    result = cards.ablation(ck.model, args.layer, x, y, replacements=replacements, zero_each=not replacements)
+    say(f"{data.name}, {len(y):,} test images: accuracy {result.baseline * 100:.2f}% with every filter as trained")
+    if not replacements:
+        for f in sorted(result.zeroed, key=lambda f: (result.zeroed[f], f)):
+            change = (result.zeroed[f] - result.baseline) * 100
+            say(f"  {args.layer} filter {f:>3} zeroed: {result.zeroed[f] * 100:6.2f}% ({change:+.2f})")
+        figure = cards.ablation_figure(result, title=f"{Path(args.checkpoint).name}: {data.name} test accuracy "
+                                                     f"with one filter of {args.layer} zeroed")
+        say(figures.save_png(figure, out))
+        return 0
+    names = ", ".join(f"{f}={text.partition('=')[2].strip()}" for f, text in zip(replacements, args.set))
+    say(f"with {names} (bias 0): {result.replaced * 100:.2f}% "
+        f"({(result.replaced - result.baseline) * 100:+.2f} points)")
+    classes = ck.class_names()
+    before = confusion_matrix(y, result.predictions, len(classes))
+    after = confusion_matrix(y, result.replaced_predictions, len(classes))
+    width = max(5, *(len(c) for c in classes))
+    say("confusion matrix after the change (rows: true class, columns: predicted):")
+    say(" " * (width + 2) + " ".join(f"{c[:5]:>5}" for c in classes) + "   class accuracy before -> after")
+    for i, name in enumerate(classes):
+        total = max(int(before[i].sum()), 1)
+        say(f"{name:>{width}}  " + " ".join(f"{v:>5}" for v in after[i]) +
+            f"   {before[i, i] / total * 100:6.2f}% -> {after[i, i] / total * 100:6.2f}%")
+    figure = figures.confusion_figure(after, classes, title=f"{data.name}, {args.layer} with {names}")
+    say(figures.save_png(figure, out))
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -411,4 +504,27 @@ def register(subparsers) -> None:
             q.add_argument("--count", type=positive_int, default=MISTAKES_COUNT,
                            help=f"how many to show (default {MISTAKES_COUNT})")
         q.add_argument("--out", metavar="PNG", help=f"default: CHECKPOINT_{name}.png next to the checkpoint")
+        q.set_defaults(func=func)
+
+    for name, func, text in (("cards", cmd_show_cards, "what each filter learned: kernel, top test patches, class "
+                                                        "means, an optimized input"),
+                             ("ablation", cmd_show_ablation, "test accuracy with each filter zeroed, or with "
+                                                             "filters replaced by classic kernels (--set)")):
+        q = kinds.add_parser(name, help=text)
+        q.add_argument("checkpoint")
+        q.add_argument("--layer", default="conv1", help="a Conv2D layer: conv1 (default) or conv2")
+        q.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
+                       help="default: the dataset the checkpoint was trained on")
+        q.add_argument("--data-dir", help="folder with the dataset's IDX files")
+        q.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N test images")
+        if name == "cards":
+            q.add_argument("--filters", metavar="F,F,...", help="only these filters, e.g. 0,5,9 (default: all)")
+            q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
+            q.add_argument("--seed", type=non_negative_int, default=0,
+                           help="start of the optimized inputs (default 0)")
+        else:
+            q.add_argument("--set", action="append", metavar="FILTER=KERNEL",
+                           help="replace a filter (bias 0) by sobel_x, sobel_y, blur, identity or numbers like "
+                                "'1,0,-1;2,0,-2;1,0,-1' (a 3x3 is centred in a 5x5 kernel); repeatable")
+        q.add_argument("--out", metavar="PNG", help=f"default: CHECKPOINT_{name}_LAYER.png next to the checkpoint")
         q.set_defaults(func=func)
