@@ -224,7 +224,9 @@ def filter_stats(model, name: str, x, labels, num_classes: int, *, filters=None,
     sums = np.zeros((num_classes, k), np.float64)
     map_shape = None
     for begin in range(0, len(x), batch_size):
-        acts = _run(layers, model.prepare_input(x[begin:begin + batch_size]))[..., chosen]  # (B, H, W, k)
+        acts = _run(layers, model.prepare_input(x[begin:begin + batch_size]))  # (B, H, W, F)
+        if k < layer.filters or filters != sorted(filters):
+            acts = acts[..., chosen]  # (B, H, W, k); a copy, so only when a subset is asked for
         batch, height, width, _ = acts.shape
         map_shape = (height, width)
         flat = acts.reshape(batch, height * width, k)  # (B, H*W, k)

@@ -11,6 +11,9 @@ Routes (everything but the page and its files answers JSON; errors are ``{"error
   checkpoint's dataset (loaded on first use; 503 with the reason when it cannot be loaded).
 - ``POST /api/trace``: ``{"input", "kernel", "bias", "strides", "padding", "dilation"}`` ->
   ``viz.trace.trace_convolution(...).to_dict()``, the same trace as ``convlayer explain``.
+- ``GET /api/cards?layer=L`` (the Filters tab): every filter's kernel, top test patches and class
+  means (``web.filters``, ``convlayer show cards``); ``&filter=F``: one card with the patches' pixels
+  and an optimized input.
 - With ``serve --train`` (``web.train``): ``POST /api/train/start`` (settings), ``/api/train/control``
   (pause, resume, stop, learning_rate), ``/api/train/fork`` (a run's epoch, a new learning rate);
   ``GET /api/train/state``; ``GET /api/train/events?run=R&since=N``: Server-Sent Events.
@@ -42,7 +45,9 @@ from starlette.staticfiles import StaticFiles
 from .. import checkpoint as checkpoint_mod
 from ..preprocess import ImageError, check_mode
 from ..layers import Conv2D
+from ..viz.cards import CardsError
 from ..viz.figures import feature_maps, top_indices
+from .filters import FilterCards
 from ..viz.trace import trace_convolution
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -413,6 +418,7 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
 
             return datasets.load(name, data_dir=data_dir)
     service = _Service(ck, dataset_loader, preprocess)
+    filter_cards = FilterCards(ck.model, service.class_names, service.dataset)
 
     async def index(request: Request):
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
@@ -438,6 +444,16 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         document = _json_body(await request.body())
         return JSONResponse(await run_in_threadpool(_trace, document))
 
+    async def cards(request: Request):
+        layer = request.query_params.get("layer") or (service.conv_layers or ["conv1"])[0]
+        index = _query_int(request, "filter")
+        try:
+            if index is None:
+                return JSONResponse(await run_in_threadpool(filter_cards.overview, layer))
+            return JSONResponse(await run_in_threadpool(filter_cards.card, layer, index))
+        except CardsError as exc:  # an unknown layer or filter
+            raise RequestError(422, str(exc)) from None
+
     async def request_error(request: Request, exc: RequestError):
         return _error_response(exc.status, exc.message)
 
@@ -455,6 +471,7 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         Route("/api/predict", predict, methods=["POST"]),
         Route("/api/gallery", gallery, methods=["GET"]),
         Route("/api/trace", trace, methods=["POST"]),
+        Route("/api/cards", cards, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     @contextlib.asynccontextmanager
