@@ -209,6 +209,12 @@ function featureMapGrid(fmap) {
     }
   }
   context.putImageData(pixels, 0, 0);
+  canvas.title = "click a map to open its filter's card";
+  canvas.addEventListener("click", (event) => {  // which map was clicked: grid cell under the pointer
+    const x = Math.floor(event.offsetX / scale) - 1, y = Math.floor(event.offsetY / scale) - 1;
+    const ch = Math.floor(y / (height + 1)) * columns + Math.floor(x / (width + 1));
+    if (x >= 0 && y >= 0 && ch < channels && typeof openFilterCard === "function") openFilterCard(fmap.name, ch);
+  });
   box.append(title, canvas);
   return box;
 }
