@@ -498,7 +498,7 @@ def cards_figure(document: dict, images: np.ndarray, kernel: np.ndarray, optimiz
 
     entries = document["filters"]
     names = document.get("class_names") or [str(i) for i in range(len(entries[0]["class_mean"]))]
-    columns = min(columns, len(entries))
+    columns = min(columns, len(entries), 4 if len(entries) <= 12 else columns)  # a few cards: 4 a row
     rows = -(-len(entries) // columns)
     fig = _figure(2.6 * columns, 2.9 * rows + 0.8)
     grid = fig.add_gridspec(rows * 2, columns * 2, left=0.02, right=0.99, top=1 - 0.8 / (2.9 * rows + 0.8),
