@@ -469,7 +469,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_draw)
 
     show = subparsers.add_parser("show", help="pictures of a trained model: filters, activations, curves, "
-                                              "confusion, mistakes",
+                                              "confusion, mistakes, cards, ablation",
                                  description="Each command writes a PNG (next to the checkpoint unless --out) and "
                                              "prints its path. Needs matplotlib: pip install 'convlayer[viz]'.")
     kinds = show.add_subparsers(dest="figure", metavar="FIGURE", parser_class=type(show))
