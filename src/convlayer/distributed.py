@@ -265,7 +265,7 @@ def evaluate(w: World, model, x, y) -> dict:
     return {"loss": float(totals[0] / len(x)), "accuracy": float(totals[1] / len(x))}
 
 
-def test_best(w: World, model, path, x, y) -> dict:
+def evaluate_best(w: World, model, path, x, y) -> dict:
     """Rank 0 reads the checkpoint at ``path`` and sends its weights into every rank's ``model``;
     then ``evaluate`` on shards."""
     from . import checkpoint as ckpt

@@ -243,7 +243,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, callbacks=()
         test = best_model.evaluate(data.x_test, data.y_test)
     else:  # rank 0's best weights everywhere, the test set on shards
         rows, best = world.comm.bcast((rows, best), root=0)
-        test = distributed.test_best(world, model, run_dir / "best.npz", data.x_test, data.y_test)
+        test = distributed.evaluate_best(world, model, run_dir / "best.npz", data.x_test, data.y_test)
     return TrainResult(config, rows, int(best["epoch"]), test["accuracy"], test["loss"], run_dir / "best.npz",
                        run_dir / "last.npz", run_dir / "log.csv", data.source, tuple(data.class_names))
 
