@@ -1,0 +1,69 @@
+"""Small inputs chosen so that every catalogued mistake gives a different answer.
+
+Non-square inputs and kernels, kernels with no symmetry, several channels with different
+kernels, a different bias per filter, strides that leave a remainder, 'same' with an odd padding
+total, batch > 1. Small integers (easy to add up), ordered from the smallest case up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Probe:
+    name: str
+    x: np.ndarray  # (N, H, W, C)
+    kernel: np.ndarray  # (kh, kw, C, F)
+    bias: np.ndarray  # (F,)
+    strides: tuple
+    padding: str
+    concepts: tuple
+    dy: np.ndarray | None = None  # (N, Ho, Wo, F), for backward
+
+    def describe(self) -> str:
+        return (f"'{self.name}': x {self.x.shape}, kernel {self.kernel.shape}, bias {self.bias.tolist()}, "
+                f"strides {self.strides}, padding '{self.padding}'")
+
+
+# (name, x shape, kernel shape, strides, padding, concepts)
+_CASES = (
+    ("one channel, stride 1", (1, 3, 4, 1), (2, 3, 1, 1), (1, 1), "valid", ("dot product + bias",)),
+    ("stride with a remainder", (1, 6, 7, 1), (2, 3, 1, 1), (2, 3), "valid", ("dot product + bias", "stride")),
+    ("'same', odd padding total", (1, 4, 5, 1), (2, 3, 1, 1), (1, 1), "same", ("dot product + bias", "padding")),
+    ("'same' with stride 2", (1, 6, 7, 1), (3, 2, 1, 1), (2, 2), "same",
+     ("dot product + bias", "stride", "padding")),
+    ("three channels", (1, 3, 4, 3), (2, 2, 3, 1), (1, 1), "valid", ("dot product + bias", "channels")),
+    ("three filters", (1, 3, 4, 1), (2, 3, 1, 3), (1, 1), "valid", ("dot product + bias", "filters")),
+    ("a layer, batch of 2", (2, 5, 6, 2), (3, 2, 2, 3), (2, 1), "same",
+     ("dot product + bias", "stride", "padding", "channels", "filters")),
+)
+
+
+def _kernel(rng, shape):
+    while True:  # no symmetry: flipped or transposed it would give other numbers
+        k = rng.integers(-3, 4, size=shape).astype(float)
+        if np.all(k != 0) and not np.array_equal(k, k[::-1, ::-1]) and len(np.unique(k)) > 2:
+            return k
+
+
+def make_probes(family: str = "conv2d") -> list[Probe]:
+    """The probes for 'convolve' (one channel, one filter, one image), 'conv2d' or 'backward'."""
+    from .reference import conv2d
+
+    rng = np.random.default_rng(11)
+    probes = []
+    for name, x_shape, k_shape, strides, padding, concepts in _CASES:
+        x = rng.integers(1, 10, size=x_shape).astype(float)
+        kernel = _kernel(rng, k_shape)
+        bias = (np.arange(k_shape[3]) + 1.5) * np.where(np.arange(k_shape[3]) % 2, -1, 1)  # 1.5, -2.5, 3.5
+        probe = Probe(name, x, kernel, bias, strides, padding, concepts)
+        if family == "backward":
+            y = conv2d(x, kernel, bias, strides, padding)
+            probe.dy = rng.integers(-2, 3, size=y.shape).astype(float)
+        if family == "convolve" and (x_shape[0], x_shape[3], k_shape[3]) != (1, 1, 1):
+            continue
+        probes.append(probe)
+    return probes
