@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from .clitools import (PROG, Parser, UsageError, add_preprocess_option, error_line, fraction, load_checkpoint,
-                       non_negative_int, output_path, positive_float, positive_int, say)
+                       missing_extra_line, non_negative_int, output_path, positive_float, positive_int, say)
 
 COMMAND_MODULES = ("convlayer.viz.commands", "convlayer.web.commands", "convlayer.interop.commands",
                    "convlayer.learn.commands")
@@ -377,8 +377,7 @@ def _main(argv=None) -> int:
         print(error_line(args.command, str(exc) or type(exc).__name__), file=sys.stderr)
         return 1
     except ImportError as exc:
-        print(f"{PROG} {args.command}: error: {exc}. Install the extras: pip install 'convlayer[all]'.",
-              file=sys.stderr)
+        print(missing_extra_line(args.command, exc), file=sys.stderr)
         return 1
 
 

@@ -67,6 +67,26 @@ def error_line(command: str | None, message: str) -> str:
     return f"{PROG} {command}: error: {message}" if command else f"{PROG}: error: {message}"
 
 
+# The optional extras, by the top-level module a command found missing (pyproject's optional-dependencies).
+EXTRAS = {"matplotlib": "viz", "starlette": "web", "uvicorn": "web", "multipart": "web", "python_multipart": "web",
+          "sklearn": "data", "h5py": "interop", "onnx": "interop", "safetensors": "interop", "mpi4py": "distributed",
+          "psutil": "bench"}
+
+
+def missing_extra_line(command: str | None, exc: ImportError) -> str:
+    """The one line for a missing optional package: what is missing and the exact ``pip install``.
+
+    >>> missing_extra_line("show", ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib"))
+    "convlayer show: error: this needs matplotlib, which is not installed: pip install 'convlayer[viz]'"
+    """
+    top = (exc.name or "").split(".")[0]
+    if top in EXTRAS:
+        return error_line(command, f"this needs {top}, which is not installed: pip install 'convlayer[{EXTRAS[top]}]'")
+    if top:
+        return error_line(command, f"this needs {top}, which is not installed: pip install {top}")
+    return error_line(command, f"{exc} (reinstall convlayer: pip install --force-reinstall convlayer)")
+
+
 def add_preprocess_option(parser) -> None:
     """``--preprocess auto|dataset|mnist-digit|none``: how images are prepared for the model."""
     parser.add_argument("--preprocess", choices=("auto", "dataset", "mnist-digit", "none"), default="auto",

@@ -43,7 +43,7 @@ def _pil():
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:  # pragma: no cover - Pillow is in the cli extra
-        raise ImageError("reading images needs Pillow: pip install 'convlayer[cli]'.") from None
+        raise ImageError("reading images needs Pillow: pip install pillow.") from None
     return Image, UnidentifiedImageError
 
 

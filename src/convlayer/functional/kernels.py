@@ -10,7 +10,7 @@ in NumPy, Winograd is slower than im2col. Only where they win: one-channel im2co
 (tap-major whole-row copies and adds) and Adam (a scalar loop LLVM does not vectorize, since
 its arrays might alias) stay in NumPy, which was as fast or faster. The GEMMs stay in NumPy's BLAS.
 
-numba comes with the ``fast`` extra and is imported on first use. Without it, or with
+numba is a dependency (imported on first use). Without it, or with
 ``CONVLAYER_NUMBA=0`` in the environment, or after ``set_enabled(False)``, the NumPy code
 runs instead; the tests run both and check they agree.
 """
@@ -35,7 +35,7 @@ def set_enabled(flag: bool) -> None:
     """Switch the compiled loops on or off (on needs numba)."""
     global _enabled
     if flag and not AVAILABLE:
-        raise RuntimeError("the compiled kernels need numba; install it with pip install 'convlayer[fast]'.")
+        raise RuntimeError("the compiled kernels need numba; install it with pip install numba.")
     _enabled = bool(flag)
 
 

@@ -252,7 +252,7 @@ def _pil():
     try:
         from PIL import Image, ImageDraw, ImageFont
     except ImportError:  # pragma: no cover - Pillow is in the viz extra
-        raise ImportError("drawing frames needs Pillow: pip install 'convlayer[viz]'") from None
+        raise ImportError("drawing frames needs Pillow: pip install pillow") from None
     return Image, ImageDraw, ImageFont
 
 
