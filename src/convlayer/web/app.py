@@ -11,6 +11,9 @@ Routes (everything but the page and its files answers JSON; errors are ``{"error
   checkpoint's dataset (loaded on first use; 503 with the reason when it cannot be loaded).
 - ``POST /api/trace``: ``{"input", "kernel", "bias", "strides", "padding", "dilation"}`` ->
   ``viz.trace.trace_convolution(...).to_dict()``, the same trace as ``convlayer explain``.
+- ``POST /api/predict-cell``: the trace fields plus ``"cell": [row, col]`` and ``"value"`` (the
+  learner's guess) -> ``web.predict.judge``: right or not, the expected value, the terms and the
+  classic mistakes (``learn.mistakes``) that give that number.
 - ``GET /api/cards?layer=L`` (the Filters tab): every filter's kernel, top test patches and class
   means (``web.filters``, ``convlayer show cards``); ``&filter=F``: one card with the patches' pixels
   and an optimized input.
@@ -48,6 +51,7 @@ from ..layers import Conv2D
 from ..viz.cards import CardsError
 from ..viz.figures import feature_maps, top_indices
 from .filters import FilterCards
+from .predict import judge
 from ..viz.trace import trace_convolution
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -57,6 +61,7 @@ TOP_K = 3
 # The convolution panel explains small cases; these bounds keep one trace under ~1 MB of JSON.
 TRACE_LIMITS = {"input_side": 16, "kernel_side": 7, "channels": 3, "stride": 8, "dilation": 8,
                 "magnitude": 1e6}
+_GUESS_LIMIT = 1e15  # a predicted cell value; far beyond any cell within TRACE_LIMITS (1e6 * 1e6 * 7 * 7 * 3)
 _DECIMALS = 4  # feature maps and inputs are sent rounded: plenty for drawing, a third of the bytes
 
 _SECURITY_HEADERS = [
@@ -346,17 +351,20 @@ def _small_pair(value, name: str, largest: int):
     return tuple(values)
 
 
-def _trace(document) -> dict:
+_TRACE_FIELDS = ("input", "kernel", "bias", "strides", "padding", "dilation", "padding_mode")
+
+
+def _trace_arguments(document, what: str = "trace", extra: tuple = ()) -> dict:
+    """The keyword arguments of ``trace_convolution`` from a JSON request, checked against the panel's limits."""
     if not isinstance(document, dict):
-        raise RequestError(400, "the trace request must be a JSON object with input, kernel, strides, padding, "
-                                "dilation.")
-    unknown = sorted(set(document) - {"input", "kernel", "bias", "strides", "padding", "dilation", "padding_mode"})
+        raise RequestError(400, f"the {what} request must be a JSON object with input, kernel, strides, padding, "
+                                f"dilation{''.join(', ' + name for name in extra)}.")
+    unknown = sorted(set(document) - set(_TRACE_FIELDS) - set(extra))
     if unknown:
-        raise RequestError(422, f"unknown trace fields {unknown}; expected input, kernel, bias, strides, padding, "
-                                "dilation, padding_mode.")
+        raise RequestError(422, f"unknown {what} fields {unknown}; expected {', '.join(_TRACE_FIELDS + extra)}.")
     for field in ("input", "kernel"):
         if field not in document:
-            raise RequestError(422, f"the trace request needs {field!r} (a list of rows of numbers).")
+            raise RequestError(422, f"the {what} request needs {field!r} (a list of rows of numbers).")
     x = _number_array(document["input"], "input", TRACE_LIMITS["input_side"])
     kernel = _number_array(document["kernel"], "kernel", TRACE_LIMITS["kernel_side"])
     bias = document.get("bias", 0.0)
@@ -371,12 +379,41 @@ def _trace(document) -> dict:
         raise RequestError(422, f"padding_mode must be a string, got {padding_mode!r}.")
     strides = _small_pair(document.get("strides", 1), "strides", TRACE_LIMITS["stride"])
     dilation = _small_pair(document.get("dilation", 1), "dilation", TRACE_LIMITS["dilation"])
+    return {"x": x, "kernel": kernel, "bias": float(bias), "strides": strides, "padding": padding,
+            "dilation": dilation, "padding_mode": padding_mode}
+
+
+def _traced(arguments: dict):
     try:
-        trace = trace_convolution(x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
-                                  padding_mode=padding_mode)
+        return trace_convolution(**arguments)
     except (ValueError, TypeError) as exc:  # the library's own message: kernel too big, channel mismatch, ...
         raise RequestError(422, str(exc)) from None
-    return trace.to_dict()
+
+
+def _trace(document) -> dict:
+    return _traced(_trace_arguments(document)).to_dict()
+
+
+def _predict_cell(document) -> dict:
+    """``{trace fields, "cell": [row, col], "value": number}`` -> ``web.predict.judge``'s verdict."""
+    arguments = _trace_arguments(document, "predict-cell", ("cell", "value"))
+    for field in ("cell", "value"):
+        if field not in document:
+            raise RequestError(422, f"the predict-cell request needs {field!r}: the output cell [row, column] and "
+                                    "the number typed for it.")
+    value = document["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= _GUESS_LIMIT:
+        raise RequestError(422, f"value must be a finite number (the one predicted for the cell) of at most "
+                                f"{_GUESS_LIMIT:g} in size, got {json.dumps(value)[:40]}.")
+    trace = _traced(arguments)
+    rows, cols = trace.output.shape
+    cell = document["cell"]
+    if not (isinstance(cell, list) and len(cell) == 2 and
+            all(isinstance(v, int) and not isinstance(v, bool) for v in cell) and
+            0 <= cell[0] < rows and 0 <= cell[1] < cols):
+        raise RequestError(422, f"cell must be [row, column] inside the {rows}x{cols} output (row 0..{rows - 1}, "
+                                f"column 0..{cols - 1}), got {json.dumps(cell)[:40]}.")
+    return judge(trace, cell[0], cell[1], float(value))
 
 
 # ---------------------------------------------------------------------------- the app
@@ -444,6 +481,12 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         document = _json_body(await request.body())
         return JSONResponse(await run_in_threadpool(_trace, document))
 
+    async def predict_cell(request: Request):
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise RequestError(415, "send the predict-cell request as application/json.")
+        document = _json_body(await request.body())
+        return JSONResponse(await run_in_threadpool(_predict_cell, document))
+
     async def cards(request: Request):
         layer = request.query_params.get("layer") or (service.conv_layers or ["conv1"])[0]
         index = _query_int(request, "filter")
@@ -471,6 +514,7 @@ def create_app(checkpoint, *, dataset_loader=None, data_dir=None, max_body_bytes
         Route("/api/predict", predict, methods=["POST"]),
         Route("/api/gallery", gallery, methods=["GET"]),
         Route("/api/trace", trace, methods=["POST"]),
+        Route("/api/predict-cell", predict_cell, methods=["POST"]),
         Route("/api/cards", cards, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
