@@ -145,6 +145,10 @@ def cmd_explain(args):
 
     if args.all and args.steps is not None:
         raise ValueError("pass either --all or --steps N, not both.")
+    if args.backward:
+        return _explain_backward(args)
+    if args.dy is not None:
+        raise UsageError("--dy (the output's gradient) goes with --backward.")
     filters = args.filters or (args.kernel.count("/") + 1 if args.kernel else 1)
     if args.kernel is not None and args.kernel.count("/") + 1 != filters:
         raise UsageError(f"--filters {filters} needs {filters} kernels in --kernel, separated by '/'; it has "
@@ -185,6 +189,35 @@ def _explain_filters(args, filters, render_trace, matrix_lines):
     width = [max(len(line) for line in block) for block in blocks]
     for i in range(max(len(b) for b in blocks)):
         say("  " + "   ".join((b[i] if i < len(b) else "").ljust(w) for b, w in zip(blocks, width)).rstrip())
+    return 0
+
+
+def _explain_backward(args):
+    """``explain --backward``: the gradients of one filter's convolution (default: the lesson's example 3)."""
+    import argparse
+
+    from . import explain
+    from .backward import render_backward, trace_backward
+
+    if (args.filters or 1) > 1 or (args.kernel is not None and "/" in args.kernel):
+        raise UsageError("--backward explains one filter; drop --filters (and the '/' in --kernel).")
+    if args.example is None and not any(getattr(args, flag) is not None for flag in INPUT_FLAGS):
+        args = argparse.Namespace(**{**vars(args), "example": "3"})  # stride 2 and 'same': scatter and trim show
+    texts = []
+    for forward, title, note in traces_from_args(args):
+        dy = None if args.dy is None else explain.parse_matrix(args.dy, "--dy")
+        if dy is not None and dy.shape != (*forward.output.shape, 1):
+            ho, wo = forward.output.shape
+            raise UsageError(f"--dy needs one number per output cell, {ho}x{wo} (the output's shape), got "
+                             f"{'x'.join(map(str, dy.shape[:2]))}"
+                             + (f" with {dy.shape[2]} channels" if dy.shape[2] > 1 else "") + ".")
+        backward = trace_backward(forward, dy, seed=args.seed)
+        dy_note = "yours, from --dy" if args.dy is not None else \
+            f"made up: small integers from --seed {args.seed}; --dy gives your own"
+        max_cells = len(forward.steps) if args.all else args.steps
+        texts.append(render_backward(backward, max_cells=max_cells, title=f"{title}: the gradients" if title else "",
+                                     note=note, dy_note=dy_note))
+    say("\n\n".join(texts))
     return 0
 
 
@@ -446,6 +479,14 @@ def register(subparsers) -> None:
     p.add_argument("--filters", type=positive_int, metavar="F",
                    help="a layer of F filters (random kernels, or F kernels in --kernel separated by '/'): each "
                         "makes one output channel (default: 1, or the number of kernels given)")
+    gradients = p.add_argument_group("gradients")
+    gradients.add_argument("--backward", action="store_true",
+                           help="the backward pass instead: dbias, dkernel and dx for an output gradient dy, with "
+                                "the chain rule's terms (default: the lesson's example 3; --steps/--all limit the "
+                                "output cells whose scatter is drawn)")
+    gradients.add_argument("--dy", metavar="MATRIX",
+                           help="with --backward: the output's gradient, one number per output cell, same syntax as "
+                                "--input (default: small random integers from --seed)")
     p.set_defaults(func=cmd_explain)
 
     p = subparsers.add_parser(

@@ -279,8 +279,12 @@ def matrix_lines(matrix: np.ndarray, marked: np.ndarray | None = None) -> list[s
             for row, mrow in zip(cells, marked)]
 
 
-def _side_by_side(blocks: list[list[str]], gap: str = "   ") -> list[str]:
-    """Join blocks of lines horizontally, top-aligned, each padded to its own width."""
+def side_by_side(blocks: list[list[str]], gap: str = "   ") -> list[str]:
+    """Join blocks of lines horizontally, top-aligned, each padded to its own width.
+
+    >>> side_by_side([["a", "bb"], ["c"]])
+    ['a    c', 'bb']
+    """
     height = max(len(b) for b in blocks)
     widths = [max((len(line) for line in b), default=0) for b in blocks]
     lines = []
@@ -358,10 +362,10 @@ def _input_blocks(trace: ConvTrace) -> list[str]:
         lines += ["  " + line for line in matrix_lines(trace.kernel[:, :, 0])]
         return lines
     blocks = [_labelled(f"channel {c}", matrix_lines(trace.input[:, :, c])) for c in range(channels)]
-    lines += ["  " + line for line in _side_by_side(blocks)]
+    lines += ["  " + line for line in side_by_side(blocks)]
     lines += [f"Kernel ({kh}x{kw}, one matrix per input channel):"]
     blocks = [_labelled(f"channel {c}", matrix_lines(trace.kernel[:, :, c])) for c in range(channels)]
-    lines += ["  " + line for line in _side_by_side(blocks)]
+    lines += ["  " + line for line in side_by_side(blocks)]
     return lines
 
 
@@ -375,7 +379,7 @@ def _padded_block(trace: ConvTrace) -> list[str]:
     blocks = [matrix_lines(trace.padded[:, :, c], mask) for c in range(channels)]
     if channels > 1:
         blocks = [_labelled(f"channel {c}", b) for c, b in enumerate(blocks)]
-    return lines + ["  " + line for line in _side_by_side(blocks)]
+    return lines + ["  " + line for line in side_by_side(blocks)]
 
 
 def _step_lines(trace: ConvTrace, index: int, show_map: bool) -> list[str]:
@@ -396,7 +400,7 @@ def _step_lines(trace: ConvTrace, index: int, show_map: bool) -> list[str]:
             blocks.insert(0, map_block if c == 0 else [" " * len(map_block[1])])
         if channels > 1:
             lines.append(f"  channel {c}:")
-        lines += ["    " + line if channels > 1 else "  " + line for line in _side_by_side(blocks)]
+        lines += ["    " + line if channels > 1 else "  " + line for line in side_by_side(blocks)]
         terms = step.products[:, :, c].ravel()
         total = format_number(step.channel_sums[c])
         summed = f"{_sum_text(terms)} = {total}" if len(terms) <= MAX_SUM_TERMS else \
@@ -413,6 +417,22 @@ def _step_lines(trace: ConvTrace, index: int, show_map: bool) -> list[str]:
                      f"{format_number(step.total)}   -> output[{step.out_row}, {step.out_col}] = "
                      f"{format_number(step.total)}")
     return lines
+
+
+def render_step(trace: ConvTrace, out_row: int, out_col: int, *, show_map: bool = True) -> str:
+    """One output position of ``trace`` as text: the window, the products, their sum plus the bias.
+
+    For answers that explain a single cell (``convlayer quiz``); ``render_trace`` shows them all.
+
+    >>> render_step(EXAMPLES[1].trace(), 0, 0).splitlines()[-1]
+    '  plus bias 0.5: 7 + 0.5 = 7.5   -> output[0, 0] = 7.5'
+    """
+    if not (0 <= out_row < trace.output.shape[0] and 0 <= out_col < trace.output.shape[1]):
+        raise ValueError(f"output[{out_row}, {out_col}] is outside the {trace.output.shape[0]}x"
+                         f"{trace.output.shape[1]} output.")
+    index = out_row * trace.output.shape[1] + out_col  # steps are in row-major order
+    show_map = show_map and trace.padded.shape[1] <= MAX_MAP_WIDTH
+    return "\n".join(line.rstrip() for line in _step_lines(trace, index, show_map))
 
 
 def render_trace(trace: ConvTrace, *, max_steps: int | None = None, title: str = "", note: str = "") -> str:
