@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { info: null, tab: "draw", requestId: 0, trace: null, step: 0, timer: null, kernel: null, seed: 1 };
+const state = { info: null, tab: "draw", requestId: 0, trace: null, step: 0, timer: null, kernel: null, seed: 1,
+  request: null, predict: false, asking: false };  // asking: the current cell waits for the learner's value
 
 // ------------------------------------------------------------------ helpers
 
@@ -305,7 +306,10 @@ async function runTrace() {
     if (id !== state.requestId) return;
     showError("");
     state.trace = trace;
+    state.request = request;
     state.step = 0;
+    state.asking = false;
+    showVerdict(null);
     renderTrace();
   } catch (error) {
     if (id !== state.requestId) return;
@@ -315,6 +319,9 @@ async function runTrace() {
     $("c-step").textContent = "";
     $("c-notes").replaceChildren();
     $("c-pos").textContent = "";
+    state.asking = false;
+    $("c-predict").hidden = true;
+    showVerdict(null);
     renderKernel();
     showError(error.message);
   }
@@ -339,7 +346,7 @@ function renderKernel() {
         runTrace();
       });
       cell.append(input);
-      if (step) cell.title = `× ${fmt(step.window[r][c][0])} = ${fmt(step.products[r][c][0])}`;
+      if (step && !state.asking) cell.title = `× ${fmt(step.window[r][c][0])} = ${fmt(step.products[r][c][0])}`;
     });
   });
 }
@@ -374,9 +381,10 @@ function renderTrace() {
     row.forEach((value, c) => {
       const cell = tr.insertCell();
       const index = r * outCols + c;
-      cell.textContent = index <= state.step ? fmt(value) : "";
+      const hidden = index > state.step || (index === state.step && state.asking);
+      cell.textContent = hidden ? (index === state.step ? "?" : "") : fmt(value);
       if (index < state.step) cell.classList.add("done");
-      if (index === state.step) cell.classList.add("now");
+      if (index === state.step) cell.classList.add(state.asking ? "ask" : "now");
     });
   });
   $("c-output-shape").textContent = `${trace.output.length}×${outCols}`;
@@ -386,9 +394,12 @@ function renderTrace() {
   step.window.forEach((row, i) => row.forEach((value, j) => {
     terms.push(`${fmt(value[0])}×${fmt(trace.kernel[i][j][0])}`);
   }));
-  $("c-step").textContent =
-    `output[${step.out_row}, ${step.out_col}]: kernel rows ${step.rows.join(",")} × columns ${step.cols.join(",")} ` +
-    `of the padded input\n= ${terms.join(" + ")} + bias ${fmt(trace.bias)}\n= ${fmt(step.total)}`;
+  const where = `output[${step.out_row}, ${step.out_col}]: kernel rows ${step.rows.join(",")} × columns ` +
+    `${step.cols.join(",")} of the padded input`;
+  $("c-step").textContent = state.asking ? `${where}\n= ? (your prediction)` :
+    `${where}\n= ${terms.join(" + ")} + bias ${fmt(trace.bias)}\n= ${fmt(step.total)}`;
+  $("c-predict").hidden = !state.asking;
+  $("c-guess-label").textContent = `Your value for output[${step.out_row}, ${step.out_col}]`;
   $("c-pos").textContent = `step ${state.step + 1} of ${trace.steps.length}`;
   const notes = $("c-notes");
   notes.replaceChildren();
@@ -403,7 +414,69 @@ function moveStep(delta) {
   if (!state.trace) return;
   const count = state.trace.steps.length;
   state.step = (state.step + delta + count) % count;
+  state.asking = state.predict && delta > 0;  // only a new cell ahead is asked; going back shows known ones
+  showVerdict(null);
   renderTrace();
+  if (state.asking) { $("c-guess").value = ""; $("c-guess").focus(); }
+}
+
+// ------------------------------------------------------------------ predict the next cell
+
+function showVerdict(verdict) {
+  const box = $("c-verdict");
+  box.replaceChildren();
+  box.hidden = !verdict;
+  if (!verdict) return;
+  box.className = verdict.correct ? "right" : "wrong";
+  const head = document.createElement("p");
+  const [row, col] = verdict.cell;
+  head.textContent = verdict.correct ? `✓ ${fmt(verdict.value)} is right.` :
+    `✗ Yours: ${fmt(verdict.value)}; output[${row}, ${col}] is ${fmt(verdict.expected)}.`;
+  box.append(head);
+  if (verdict.mistakes.length) {
+    const list = document.createElement("ul");
+    for (const mistake of verdict.mistakes) {
+      const item = document.createElement("li");
+      const name = document.createElement("strong");
+      name.textContent = mistake.name;
+      const rule = document.createElement("span");
+      rule.className = "rule";
+      rule.textContent = `Rule: ${mistake.rule}`;
+      item.append(name, `: ${mistake.says}.`, rule);
+      list.append(item);
+    }
+    box.append(list);
+  }
+  if (verdict.mistakes.length) return;  // the hint would repeat what the list says
+  const hint = document.createElement("p");
+  hint.textContent = verdict.hint;
+  box.append(hint);
+}
+
+async function checkPrediction() {
+  const text = $("c-guess").value.trim().replace("\u2212", "-");  // a typographic minus counts too
+  const value = Number(text);
+  if (!text || !Number.isFinite(value)) {
+    showVerdict(null);
+    showError(`"${text}" is not a number: type the cell's value, e.g. 12 or -3.5.`);
+    $("c-guess").focus();
+    return;
+  }
+  const trace = state.trace, step = trace.steps[state.step];
+  const body = { ...state.request, cell: [step.out_row, step.out_col], value };
+  try {
+    const verdict = await api("/api/predict-cell", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (trace !== state.trace || step !== trace.steps[state.step] || !state.asking) return;  // moved on meanwhile
+    showError("");
+    state.asking = false;
+    renderTrace();
+    showVerdict(verdict);
+    $("c-next").focus();  // Enter again steps to the next cell
+  } catch (error) {
+    showError(error.message);
+  }
 }
 
 function stopPlaying() {
@@ -420,6 +493,13 @@ $("c-play").addEventListener("click", () => {
   $("c-play").textContent = "Pause";
   state.timer = setInterval(() => moveStep(1), 700);
 });
+$("c-predict-on").addEventListener("change", () => {
+  stopPlaying();
+  state.predict = $("c-predict-on").checked;
+  $("c-play").disabled = state.predict;  // playing would reveal the cells it should ask for
+  if (!state.predict && state.asking) { state.asking = false; renderTrace(); }
+});
+$("c-predict").addEventListener("submit", (event) => { event.preventDefault(); checkPrediction(); });
 $("c-new").addEventListener("click", () => { state.seed += 1; runTrace(); });
 $("c-preset").addEventListener("change", () => { state.kernel = null; runTrace(); });
 for (const id of ["c-size", "c-k", "c-stride", "c-pad", "c-dil", "c-bias"]) {
