@@ -14,6 +14,7 @@ import numpy as np
 
 from ..functional import shapes
 from .reference import backward_with_padding, forward_with_padding, padding_amounts
+from .reference import conv2d as reference_conv2d
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,10 @@ def kernel_transposed(x, kernel, bias, strides=(1, 1), padding="valid"):
                                                                           padding))
 
 
+def output_transposed(x, kernel, bias, strides=(1, 1), padding="valid"):
+    return reference_conv2d(x, kernel, bias, strides, padding).transpose(0, 2, 1, 3)  # (N, Wo, Ho, F)
+
+
 def kernel_read_as_oihw(x, kernel, bias, strides=(1, 1), padding="valid"):
     x, kernel, strides, pads = _setup(x, kernel, strides, padding)
     kh, kw, c, f = kernel.shape
@@ -205,6 +210,9 @@ FORWARD = (
     Mistake("kernel height and width swapped", "shapes",
             "your output equals the kernel read as (kw, kh): its rows and columns swapped",
             "the kernel is (kh, kw, C, F): kernel[a, b] multiplies the window's row a, column b.", kernel_transposed),
+    Mistake("output height and width swapped", "shapes",
+            "your output is (N, Wo, Ho, F): the cell for row i, column j is stored at [j, i]",
+            "the output is (N, Ho, Wo, F) like the input (N, H, W, C): rows first, then columns.", output_transposed),
     Mistake("kernel read as OIHW", "filters",
             "your output equals the kernel's numbers read as (F, C, kh, kw) (PyTorch's layout, e.g. by reshape)",
             "the kernel is HWIO (kh, kw, C, F), as in Keras; reshape does not change a layout, transpose does.",

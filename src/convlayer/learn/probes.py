@@ -23,9 +23,34 @@ class Probe:
     concepts: tuple
     dy: np.ndarray | None = None  # (N, Ho, Wo, F), for backward
 
-    def describe(self) -> str:
-        return (f"'{self.name}': x {self.x.shape}, kernel {self.kernel.shape}, bias {self.bias.tolist()}, "
-                f"strides {self.strides}, padding '{self.padding}'")
+    def call_strides(self, family: str):
+        """The strides as the learner's function receives them: an int where the contract allows one."""
+        sv, sh = self.strides
+        if family == "convolve" and sv == sh:
+            return sv  # convolve's default is stride=1
+        if self.name in INT_STRIDES:
+            return sv  # one layer probe passes an int: the contract says an int or a pair
+        return (sv, sh)
+
+    def call_args(self, family: str) -> tuple:
+        """The positional arguments of the learner's ``convolve``, ``conv2d`` or ``conv2d_backward``."""
+        strides = self.call_strides(family)
+        if family == "convolve":  # image (H, W), kernel (kh, kw), bias a number
+            return self.x[0, :, :, 0], self.kernel[:, :, 0, 0], float(self.bias[0]), strides, self.padding
+        if family == "backward":
+            return self.dy, self.x, self.kernel, strides, self.padding
+        return self.x, self.kernel, self.bias, strides, self.padding
+
+    def describe(self, family: str = "conv2d") -> str:
+        strides = self.call_strides(family)
+        if family == "convolve":
+            return (f"{self.name}: image {self.x.shape[1:3]}, kernel {self.kernel.shape[:2]}, "
+                    f"bias {format(float(self.bias[0]), 'g')}, stride {strides}, padding '{self.padding}'")
+        if family == "backward":
+            return (f"{self.name}: dy {self.dy.shape}, x {self.x.shape}, kernel {self.kernel.shape}, "
+                    f"strides {strides}, padding '{self.padding}'")
+        return (f"{self.name}: x {self.x.shape}, kernel {self.kernel.shape}, bias {self.bias.tolist()}, "
+                f"strides {strides}, padding '{self.padding}'")
 
 
 # (name, x shape, kernel shape, strides, padding, concepts)
@@ -40,6 +65,8 @@ _CASES = (
     ("a layer, batch of 2", (2, 5, 6, 2), (3, 2, 2, 3), (2, 1), "same",
      ("dot product + bias", "stride", "padding", "channels", "filters")),
 )
+
+INT_STRIDES = ("'same' with stride 2",)
 
 
 def _kernel(rng, shape):
