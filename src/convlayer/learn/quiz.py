@@ -18,6 +18,7 @@ import re
 import secrets
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -294,7 +295,7 @@ class Question:
     case: Case
     cell: tuple[int, int] | None = None  # for 'value'
 
-    @property
+    @cached_property
     def trace(self) -> ConvTrace:
         return self.case.trace()
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..functional.conv import conv2d_backward, conv2d_forward
 from .explain import format_number, matrix_lines, side_by_side
-from .trace import ConvTrace
+from .trace import ConvTrace, Step
 
 DEFAULT_MAX_CELLS = 9  # output cells whose scatter is drawn, beyond which the first SHORT_CELLS are
 SHORT_CELLS = 4
@@ -41,14 +41,10 @@ class BackwardTrace:
 
     def kernel_terms(self, a: int, b: int, c: int = 0) -> list[tuple[tuple[int, int], tuple[int, int], float, float]]:
         """dkernel[a, b, c]'s terms: [((i, j), (padded row, padded column), pixel, dy[i, j])] over the windows."""
-        terms = []
-        for step in self.forward.steps:
-            row, col = step.rows[a], step.cols[b]
-            terms.append(((step.out_row, step.out_col), (row, col), float(step.window[a, b, c]),
-                          float(self.dy[step.out_row, step.out_col])))
-        return terms
+        return [((step.out_row, step.out_col), (step.rows[a], step.cols[b]), float(step.window[a, b, c]),
+                 float(self.dy[step.out_row, step.out_col])) for step in self.forward.steps]
 
-    def scatter(self) -> list[tuple[object, np.ndarray]]:
+    def scatter(self) -> list[tuple[Step, np.ndarray]]:
         """[(step, dy[i, j] * kernel (kh, kw, C))]: what each output cell sends back onto its window."""
         return [(step, self.dy[step.out_row, step.out_col] * self.forward.kernel) for step in self.forward.steps]
 
@@ -62,6 +58,13 @@ class BackwardTrace:
                         found.append(((step.out_row, step.out_col), (a, b), float(self.forward.kernel[a, b, c]),
                                       float(self.dy[step.out_row, step.out_col])))
         return found
+
+    def coverage(self) -> np.ndarray:
+        """(Hp, Wp) how many windows read each padded cell: > 1 where the gradients add up, 0 where none lands."""
+        counts = np.zeros(self.dx_padded.shape[:2], int)
+        for step in self.forward.steps:
+            counts[np.ix_(step.rows, step.cols)] += 1
+        return counts
 
 
 def default_dy(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -236,7 +239,6 @@ def _dbias_lines(trace: BackwardTrace) -> list[str]:
 def _dkernel_lines(trace: BackwardTrace) -> list[str]:
     forward = trace.forward
     kh, kw, channels = trace.dkernel.shape
-    sv, sh = forward.strides
     entry = _index(forward, "a", "b", "c")
     lines = [f"2. dkernel[{entry}]: the kernel entry multiplied one pixel of every window, so it is the sum over the "
              f"windows (i, j) of that pixel times dy[i, j]:"]
@@ -298,9 +300,7 @@ def _scatter_lines(trace: BackwardTrace, max_cells: int) -> list[str]:
 
 def _overlap_lines(trace: BackwardTrace) -> list[str]:
     """Where windows overlap, one cell's sum written out."""
-    counts = np.zeros(trace.dx_padded.shape[:2], int)
-    for step in trace.forward.steps:
-        counts[np.ix_(step.rows, step.cols)] += 1
+    counts = trace.coverage()
     if counts.max() <= 1:
         return ["  (The windows do not overlap: each cell gets at most one contribution.)"]
     row, col = np.unravel_index(np.argmax(counts), counts.shape)
@@ -315,10 +315,7 @@ def _overlap_lines(trace: BackwardTrace) -> list[str]:
 
 
 def _unused_lines(trace: BackwardTrace, mask: np.ndarray) -> list[str]:
-    counts = np.zeros(trace.dx_padded.shape[:2], int)
-    for step in trace.forward.steps:
-        counts[np.ix_(step.rows, step.cols)] += 1
-    unused = (counts == 0) & ~mask
+    unused = (trace.coverage() == 0) & ~mask  # input pixels (not padding) that no window read
     if not unused.any():
         return []
     return [f"  {int(unused.sum())} input pixel{'s' if unused.sum() > 1 else ''} no window read (the stride or the "
