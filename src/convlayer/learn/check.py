@@ -137,11 +137,14 @@ def _factor(value) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
+def _shorten(terms: list[str]) -> list[str]:
+    """A long sum keeps its first and last terms."""
+    return terms[:6] + [f"... ({len(terms) - 9} more)"] + terms[-3:] if len(terms) > 12 else terms
+
+
 def _sum_line(products, bias=None) -> str:
-    """'3×1 + 5×(-2) + bias 1.5 = 4.5' from [(a, b), ...]; a long sum keeps its first and last terms."""
-    terms = [f"{_factor(a)}×{_factor(b)}" for a, b in products]
-    if len(terms) > 12:
-        terms = terms[:6] + [f"... ({len(terms) - 9} more)"] + terms[-3:]
+    """'3×1 + 5×(-2) + bias 1.5 = 4.5' from [(a, b), ...]."""
+    terms = _shorten([f"{_factor(a)}×{_factor(b)}" for a, b in products])
     total = sum(float(a) * float(b) for a, b in products)
     text = " + ".join(terms) if terms else "0"
     if bias is not None:
@@ -177,7 +180,8 @@ def backward_terms(probe: Probe, part: str, index) -> str:
     if part == "dbias":
         (f,) = index
         values = dy[..., f].reshape(-1)
-        return " + ".join(_factor(v) for v in values) + f" = {_num(values.sum())}  (dy[..., {f}] summed)"
+        text = " ".join(_shorten([(f"- {_num(-v)}" if v < 0 else f"+ {_num(v)}") for v in values]))
+        return f"{text.removeprefix('+ ')} = {_num(values.sum())}  (dy[..., {f}] summed)"
     xp, ((top, _), (left, _)) = _padded(probe)
     if part == "dkernel":
         a, b, c, f = index
@@ -206,10 +210,11 @@ def explain_command(probe: Probe, index) -> str:
     sv, sh = probe.strides
     wo = reference_conv2d(probe.x[:1, :, :, :1], probe.kernel[:, :, :1, :1], probe.bias[:1], probe.strides,
                           probe.padding).shape[2]
-    parts = ["convlayer", "explain", f"--input={_matrix_text(probe.x[n])}",
-             f"--kernel={_matrix_text(probe.kernel[:, :, :, f])}", f"--bias={_num(probe.bias[f])}",
-             f"--stride={sv},{sh}", f"--padding={probe.padding}", f"--steps={i * wo + j + 1}"]
-    return " ".join(shlex.quote(p) for p in parts)
+    stride = f"{sv}" if sv == sh else f"{sv},{sh}"
+    flags = [("--input", _matrix_text(probe.x[n])), ("--kernel", _matrix_text(probe.kernel[:, :, :, f])),
+             ("--bias", _num(probe.bias[f])), ("--stride", stride), ("--padding", probe.padding),
+             ("--steps", str(i * wo + j + 1))]
+    return "convlayer explain " + " ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags)
 
 
 def _label(family: str, index) -> str:
@@ -225,6 +230,8 @@ def _view(family: str, y: np.ndarray) -> np.ndarray:
 
 def _first_difference(got: np.ndarray, expected: np.ndarray):
     """The first index (in reading order) where the two differ, over their common part; None if none."""
+    if got.ndim != expected.ndim:
+        return None
     common = tuple(slice(0, min(a, b)) for a, b in zip(got.shape, expected.shape))
     g, e = got[common], expected[common]
     scale = max(1.0, float(np.abs(expected).max(initial=0)))
@@ -280,16 +287,18 @@ def _shape_lines(probe: Probe, family: str, got_shape, expected_shape) -> list[s
 
 
 def _crash_lines(findings: list[Finding], probes, family) -> list[Finding]:
-    """Keep one crash (the smallest probe's), saying how many probes raised."""
-    crashes = [f for f in findings if f.kind == "crash"]
-    if len(crashes) <= 1:
-        for f in crashes:
-            _int_strides_hint(f, family)
-        return findings
-    first = crashes[0]
-    first.lines.append(f"({len(crashes)} of {len(probes)} probes raised an exception; the smallest is shown.)")
-    _int_strides_hint(first, family)
-    return [f for f in findings if f.kind != "crash" or f is first]
+    """One finding per kind of trouble (the smallest probe's), saying on how many probes it happened."""
+    kept = []
+    for kind in dict.fromkeys(f.kind for f in findings):
+        same = [f for f in findings if f.kind == kind]
+        first = same[0]
+        if len(same) > 1:
+            what = "raised an exception" if kind == "crash" else "gave the same"
+            first.lines.append(f"({len(same)} of {len(probes)} probes {what}; the smallest is shown.)")
+        if kind == "crash":
+            _int_strides_hint(first, family)
+        kept.append(first)
+    return kept
 
 
 def _int_strides_hint(finding: Finding, family: str) -> None:
@@ -328,17 +337,15 @@ def diagnose_forward(function: str, probes: list[Probe], outcomes: list[Outcome]
 
     wrong = [k for k, got in arrays.items() if not _close(got, expected[k])]
     dtype = _integer_output(function, probes, outcomes, arrays, expected, family)
+    truncated = dtype is not None and dtype.kind == "dtype"  # integers explain every difference
     mistake = None
-    if wrong and dtype is None:
-        mistake = _matching_mistake(catalogue.FORWARD, probes, arrays, expected,
-                                    lambda m, p: _view(family, m.compute(p.x, p.kernel, p.bias, p.strides,
-                                                                        p.padding)))
-    if dtype is not None:
-        findings.insert(0, dtype)
-    elif wrong:
+    if wrong and not truncated:
+        mistake = _matching_mistake(catalogue.FORWARD, probes, arrays, expected, _forward_compute(family))
         findings.insert(0, _forward_difference(function, family, probes, arrays, expected, wrong, mistake,
                                                label_of))
-    concepts = _concepts(family, probes, outcomes, arrays, expected, mistake, dtype is not None)
+    if dtype is not None:
+        findings.insert(0 if truncated else 1, dtype)
+    concepts = _concepts(family, probes, outcomes, arrays, expected, mistake, truncated)
     return Diagnosis(function, concepts, findings, len(probes), len(arrays) - len(wrong))
 
 
@@ -369,20 +376,21 @@ def _timeouts(function, probes, outcomes, family) -> list[Finding]:
 
 
 def _integer_output(function, probes, outcomes, arrays, expected, family) -> Finding | None:
+    """Integers in the output: kind 'dtype' when cutting the right answer to integers gives it, else
+    'integers' (a remark beside the other differences)."""
     ints = [k for k in arrays if outcomes[k].dtype and np.dtype(outcomes[k].dtype).kind in "biu"]
     if not ints:
         return None
     k = ints[0]
-    truncated = all(_close(arrays[j], np.trunc(expected[j])) for j in ints)
+    truncated = all(_close(arrays[j], np.trunc(expected[j])) for j in arrays)
     lines = [f"Your output array holds {outcomes[k].dtype}: every cell is cut to a whole number"
              + (" (e.g. the bias 1.5 is lost)" if truncated else "") + ".",
-             "Create it as floats: np.zeros(shape) is float64 by default; np.zeros(shape, dtype=int) and "
-             "np.zeros_like(an int array) are not."]
-    if not truncated:
-        return Finding("dtype", f"{function} returns integers ({outcomes[k].dtype}), and other numbers are wrong "
-                                "too", lines, probe=probes[k])
-    return Finding("dtype", f"{function} returns integers ({outcomes[k].dtype}) on probe "
-                            f"{probes[k].describe(family)}", lines, probe=probes[k])
+             "Create it as floats: np.zeros(shape) is float64 by default; np.zeros(shape, dtype=int), "
+             "np.zeros_like(an int array) and .astype(int) are not."]
+    if truncated:
+        return Finding("dtype", f"{function} returns integers ({outcomes[k].dtype}) on probe "
+                                f"{probes[k].describe(family)}", lines, probe=probes[k])
+    return Finding("integers", f"{function} also returns integers ({outcomes[k].dtype})", lines, probe=probes[k])
 
 
 def _matching_mistake(mistakes, probes, arrays, expected, compute, part=None):
@@ -416,7 +424,9 @@ def _forward_difference(function, family, probes, arrays, expected, wrong, mista
         title = f"{mistake.concept}: {mistake.name}"
         lines += [_sentence(mistake.says) + ".", f"The rule: {_sentence(mistake.rule)}"]
     else:
-        title = f"{function} gives other numbers than the reference, and no catalogued mistake explains them"
+        title = f"{function} gives other numbers than the reference, and no catalogued mistake explains them" \
+            if not _size_only(got, want) else \
+            f"{function}'s output has the wrong size, and no catalogued mistake explains it"
         compute = _forward_compute(family)
         near = _per_probe_matches(catalogue.FORWARD, probe, got, compute)
         if near:
@@ -432,6 +442,8 @@ def _forward_difference(function, family, probes, arrays, expected, wrong, mista
         lines.append(f"First cell that differs: {cell.label} = {cell.terms}; yours: {_num(cell.got)}")
         explain = explain_command(probe, full)
         lines.append(f"See that cell worked out: {explain}")
+    elif got.ndim == want.ndim:
+        lines.append("Every cell your output and the reference both have is right: only the size is wrong.")
     return Finding("mistake" if mistake else "unmatched", title, lines, mistake, probe, cell, explain)
 
 
@@ -448,11 +460,17 @@ def _applies(family, probes, concept) -> bool:
     return concept == "shapes" or any(concept in p.concepts for p in probes)
 
 
+def _size_only(got, want) -> bool:
+    """Wrong size, but every cell both have is right."""
+    return got.shape != want.shape and got.ndim == want.ndim and _first_difference(got, want) is None
+
+
 def _concepts(family, probes, outcomes, arrays, expected, mistake, integer_output) -> dict:
     """✓/✗/? per lesson concept: a failure explained by a mistake blames that mistake's concept only;
     an unexplained one blames the concepts no passing probe vouches for (or all of the probe's)."""
     passing = {k for k in arrays if _close(arrays[k], expected[k])}
-    vouched = {c for k in passing for c in probes[k].concepts}
+    size_only = {k for k in arrays if k not in passing and _size_only(arrays[k], expected[k])}
+    vouched = {c for k in passing | size_only for c in probes[k].concepts}
     blamed = set()
     if integer_output:
         blamed.add("dot product + bias")
@@ -460,9 +478,13 @@ def _concepts(family, probes, outcomes, arrays, expected, mistake, integer_outpu
         blamed.add(mistake.concept)
     else:
         for k in arrays:
-            if k not in passing:
-                own = set(probes[k].concepts)
-                blamed |= (own - vouched) or own
+            if k in passing:
+                continue
+            if k in size_only:
+                blamed.add("shapes")  # the cells it has are right: only the size is wrong
+                continue
+            own = set(probes[k].concepts)
+            blamed |= (own - vouched) or own
     shapes_ok = all(arrays[k].shape == expected[k].shape for k in arrays)
     if not shapes_ok and mistake is None:
         blamed.add("shapes")
