@@ -211,8 +211,9 @@ FORWARD = (
             "your output equals the kernel read as (kw, kh): its rows and columns swapped",
             "the kernel is (kh, kw, C, F): kernel[a, b] multiplies the window's row a, column b.", kernel_transposed),
     Mistake("output height and width swapped", "shapes",
-            "your output is (N, Wo, Ho, F): the cell for row i, column j is stored at [j, i]",
-            "the output is (N, Ho, Wo, F) like the input (N, H, W, C): rows first, then columns.", output_transposed),
+            "your output has its rows and columns swapped: the cell for row i, column j is stored at [j, i]",
+            "the output is laid out like the input, rows first and then columns: (N, Ho, Wo, F) for x "
+            "(N, H, W, C).", output_transposed),
     Mistake("kernel read as OIHW", "filters",
             "your output equals the kernel's numbers read as (F, C, kh, kw) (PyTorch's layout, e.g. by reshape)",
             "the kernel is HWIO (kh, kw, C, F), as in Keras; reshape does not change a layout, transpose does.",
