@@ -116,6 +116,14 @@ def test_the_explain_command_spells_out_that_very_cell(results, capsys):
         assert f"-> output[{i}, {j}] = {check._num(finding.cell.expected)}" in out
 
 
+def test_the_backward_explain_command_gives_that_gradient(results, capsys):
+    finding = next(d for d in results["pad_total.py"].diagnoses if d.function == "conv2d_backward").findings[0]
+    assert finding.cell.label == "dbias[0]" and finding.explain.startswith("convlayer explain --backward ")
+    assert main(shlex.split(finding.explain)[1:]) == 0
+    assert f"dbias = {finding.cell.terms.split(' = ')[0]} = {check._num(finding.cell.expected)}" in \
+        capsys.readouterr().out
+
+
 def test_backward_parts_are_checked_each(results):
     diagnosis = next(d for d in results["channels_overwrite.py"].diagnoses if d.function == "conv2d_backward")
     assert diagnosis.concepts == {"dx": "✗", "dkernel": "✓", "dbias": "✓"}

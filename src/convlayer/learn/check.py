@@ -217,6 +217,18 @@ def explain_command(probe: Probe, index) -> str:
     return "convlayer explain " + " ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags)
 
 
+def explain_backward_command(probe: Probe, part: str, index) -> str | None:
+    """``convlayer explain --backward ...`` for that cell, when one image and one filter give all of it."""
+    if probe.dy.shape[0] > 1 or (part == "dx" and probe.kernel.shape[3] > 1):
+        return None  # the cell sums over images or filters: explain traces one of each
+    f = 0 if part == "dx" else index[-1]
+    sv, sh = probe.strides
+    flags = [("--input", _matrix_text(probe.x[0])), ("--kernel", _matrix_text(probe.kernel[:, :, :, f])),
+             ("--dy", _matrix_text(probe.dy[0, :, :, f:f + 1])), ("--stride", f"{sv}" if sv == sh else f"{sv},{sh}"),
+             ("--padding", probe.padding)]
+    return "convlayer explain --backward " + " ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags)
+
+
 def _label(family: str, index) -> str:
     if family == "convolve":
         return f"out[{index[1]}, {index[2]}]"
@@ -286,7 +298,7 @@ def _shape_lines(probe: Probe, family: str, got_shape, expected_shape) -> list[s
     return lines
 
 
-def _crash_lines(findings: list[Finding], probes, family) -> list[Finding]:
+def _one_per_kind(findings: list[Finding], probes, family) -> list[Finding]:
     """One finding per kind of trouble (the smallest probe's), saying on how many probes it happened."""
     kept = []
     for kind in dict.fromkeys(f.kind for f in findings):
@@ -319,6 +331,8 @@ def diagnose_forward(function: str, probes: list[Probe], outcomes: list[Outcome]
 
     findings: list[Finding] = []
     arrays: dict[int, np.ndarray] = {}  # probe index -> the learner's finite numeric output
+    if all(o.status == "not run" for o in outcomes):
+        return _not_run(function)
     for k, (probe, outcome, want) in enumerate(zip(probes, outcomes, expected)):
         if outcome.status in ("timeout", "not run"):
             continue
@@ -332,8 +346,7 @@ def diagnose_forward(function: str, probes: list[Probe], outcomes: list[Outcome]
         arrays[k] = got
     if _not_written(findings, outcomes):
         return _not_written_diagnosis(function, family, probes, outcomes)
-    findings = _crash_lines(findings, probes, family)
-    findings += _timeouts(function, probes, outcomes, family)
+    findings = _timeouts(function, probes, outcomes, family) + _one_per_kind(findings, probes, family)
 
     wrong = [k for k, got in arrays.items() if not _close(got, expected[k])]
     dtype = _integer_output(function, probes, outcomes, arrays, expected, family)
@@ -345,8 +358,13 @@ def diagnose_forward(function: str, probes: list[Probe], outcomes: list[Outcome]
                                                label_of))
     if dtype is not None:
         findings.insert(0 if truncated else 1, dtype)
+    findings.sort(key=lambda f: f.kind != "timeout")  # a hang first: the rest only saw part of the probes
     concepts = _concepts(family, probes, outcomes, arrays, expected, mistake, truncated)
     return Diagnosis(function, concepts, findings, len(probes), len(arrays) - len(wrong))
+
+
+def _not_run(function) -> Diagnosis:
+    return Diagnosis(function, {}, [Finding("not run", "not checked: the check stopped before it")])
 
 
 def _not_written(findings, outcomes) -> bool:
@@ -510,6 +528,8 @@ def diagnose_backward(probes: list[Probe], outcomes: list[Outcome]) -> Diagnosis
     """Compare (dx, dkernel, dbias) from ``conv2d_backward`` with the reference and each backward mistake."""
     function, family = "conv2d_backward", "backward"
     expected = [reference_backward(p.dy, p.x, p.kernel, p.strides, p.padding) for p in probes]
+    if all(o.status == "not run" for o in outcomes):
+        return _not_run(function)
     findings: list[Finding] = []
     arrays: dict[int, list] = {}
     for k, (probe, outcome) in enumerate(zip(probes, outcomes)):
@@ -539,8 +559,7 @@ def diagnose_backward(probes: list[Probe], outcomes: list[Outcome]) -> Diagnosis
         diagnosis = _not_written_diagnosis(function, family, probes, outcomes)
         diagnosis.concepts = {name: UNCHECKED for name in PARTS}
         return diagnosis
-    findings = _crash_lines(findings, probes, family)
-    findings += _timeouts(function, probes, outcomes, family)
+    findings = _timeouts(function, probes, outcomes, family) + _one_per_kind(findings, probes, family)
 
     def compute(mistake, p):
         return mistake.compute(p.dy, p.x, p.kernel, p.strides, p.padding)
@@ -556,7 +575,8 @@ def diagnose_backward(probes: list[Probe], outcomes: list[Outcome]) -> Diagnosis
             continue
         mistake = _matching_mistake(catalogue.BACKWARD, probes, got, want, compute, part)
         differences.append(_backward_difference(probes, got, want, wrong, mistake, part, compute))
-    return Diagnosis(function, marks, differences + findings, len(probes), len(right))
+    findings = sorted(differences + findings, key=lambda f: f.kind != "timeout")
+    return Diagnosis(function, marks, findings, len(probes), len(right))
 
 
 def _backward_difference(probes, got, want, wrong, mistake, part, compute) -> Finding:
@@ -578,12 +598,15 @@ def _backward_difference(probes, got, want, wrong, mistake, part, compute) -> Fi
                      + {"dx": " (the input's shape).", "dkernel": " (the kernel's shape).",
                         "dbias": " (one per filter)."}[name])
     index = _first_difference(got[k], want[k])
-    cell = None
+    cell = explain = None
     if index is not None:
         label = f"{name}[{', '.join(map(str, index))}]"
         cell = Cell(label, float(want[k][index]), float(got[k][index]), backward_terms(probe, name, index))
         lines.append(f"First cell that differs: {label} = {cell.terms}; yours: {_num(cell.got)}")
-    return Finding("mistake" if mistake else "unmatched", title, lines, mistake, probe, cell)
+        explain = explain_backward_command(probe, name, index)
+        if explain:
+            lines.append(f"See the gradients worked out: {explain}")
+    return Finding("mistake" if mistake else "unmatched", title, lines, mistake, probe, cell, explain)
 
 
 # ---------------------------------------------------------------------------- the model
@@ -618,9 +641,10 @@ def diagnose_model(report: dict | None, outcome_status: str = "ok") -> Diagnosis
         return Diagnosis(function, marks, [Finding(status, title)])
     convs = report.get("convs", [])
     if report.get("tf") not in (None, "convlayer.tf"):
-        findings.append(Finding("model", f"your file's tf is {report['tf']}, not convlayer's",
-                                ["Write `from convlayer import tf` (as the starter file does) so that check can "
-                                 "look at your layers; the rest of the lesson's code runs unchanged."]))
+        return Diagnosis(function, marks, [Finding(
+            "model", f"your file's tf is {report['tf']}, not convlayer's",
+            ["Write `from convlayer import tf` (as the starter file does) so that check can look at your layers; "
+             "the rest of the lesson's code runs unchanged."])])
     conv1 = next((c for c in convs if c["name"] == "conv1"), convs[0] if convs else None)
     if report.get("status") == "error":
         if report["exception"] == "NotImplementedError" and conv1 is None:
@@ -653,8 +677,10 @@ def diagnose_model(report: dict | None, outcome_status: str = "ok") -> Diagnosis
         shape = logits.get("shape")
         marks["logits shape"] = OK if shape == [batch, classes] else WRONG
         if shape != [batch, classes]:
-            findings.append(Finding("model", f"model_layers returned {logits.get('type', 'nothing')} of shape "
-                                             f"{shape}; expected ({batch}, {classes}), one row of logits per image"))
+            what = f"a {logits['type']} of shape {tuple(shape)}" if shape is not None else \
+                ("None" if logits.get('kind') == 'none' else logits.get('type') or 'nothing')
+            findings.append(Finding("model", f"model_layers returned {what}; expected ({batch}, {classes}), one row "
+                                             "of logits per image"))
     return Diagnosis(function, marks, findings, 1, int(not findings))
 
 
@@ -805,7 +831,7 @@ def _collect(folder, shown, wanted, calls, probes_of, timed_out, code, stderr, t
         diagnosis = diagnose_backward(probes, outcomes) if function == "conv2d_backward" else \
             diagnose_forward(function, probes, outcomes)
         if any(o.status == "not run" for o in outcomes) and not diagnosis.findings:
-            diagnosis.findings.append(Finding("not run", "not every probe ran: the check stopped earlier"))
+            diagnosis.findings.append(Finding("not run", "not every probe ran: the check stopped before the others"))
         if ended and any(o.status == "not run" for o in outcomes):
             diagnosis.findings.append(Finding("crash", f"the Python process ended (exit status {code}) while "
                                                        f"{function} ran: sys.exit or os._exit in your code?",
@@ -824,8 +850,9 @@ def _stderr_tail(stderr: str) -> list[str]:
 
 
 def render_diagnosis(d: Diagnosis) -> str:
-    if not d.concepts:  # nothing compared: a missing function or a wrong signature
-        return "\n".join(_finding_lines(f, f"✗ {d.function}: ") for f in d.findings)
+    if not d.concepts:  # nothing compared: a missing function, a wrong signature, not run
+        return "\n".join(_finding_lines(f, f"{'?' if f.kind == 'not run' else '✗'} {d.function}: ")
+                         for f in d.findings)
     if d.passed:
         head = f"{d.function}: ✓ all {d.probes} probes match the reference" if d.probes > 1 else \
             f"{d.function}: ✓ as the lesson's"
