@@ -107,7 +107,12 @@ def measure(args) -> dict:
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     layer_workloads = LAYER_WORKLOADS if not args.quick else ["conv1 forward", "strided forward+backward"]
-    workloads = {name: [w for w in ws if w in layer_workloads + MODEL_WORKLOADS] for name, ws in WORKLOADS.items()}
+    model_workloads = MODEL_WORKLOADS
+    if args.only:
+        layer_workloads = [w for w in layer_workloads if w in args.only]
+        model_workloads = [w for w in model_workloads if w in args.only]
+    contestants = [name for name in CONTESTANTS if set(WORKLOADS[name]) & set(layer_workloads + model_workloads)]
+    workloads = {name: [w for w in WORKLOADS[name] if w in layer_workloads + model_workloads] for name in contestants}
     results = {"threads": args.threads, "cpu": cpu_description(), "rounds": args.rounds, "warm_s": args.warm,
                "date": time.strftime("%Y-%m-%d"), "layers": {}, "model": {}, "info": {}}
 
@@ -119,14 +124,14 @@ def measure(args) -> dict:
 
     procs = []
     try:
-        for name in CONTESTANTS:
+        for name in contestants:
             say(f"starting {name} ...")
             procs.append(Contestant(name, args.threads, workloads[name], log_dir))
             results["info"][name] = procs[-1].info
         for workload in layer_workloads:
             results["layers"][workload] = interleaved(procs, workload, args.rounds, args.warm)
             say(workload, {k: f"{v * 1e3:.2f} ms" for k, v in results["layers"][workload].items()})
-        for workload in MODEL_WORKLOADS:
+        for workload in model_workloads:
             results["model"][workload] = interleaved(procs, workload, args.rounds, args.warm)
             say(workload, {k: f"{v * 1e3:.1f} ms" for k, v in results["model"][workload].items()})
     finally:
@@ -218,6 +223,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per workload (default 15)")
     parser.add_argument("--warm", type=float, default=0.2, help="untimed seconds before each timing (default 0.2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: two layer cases, 2 rounds, no warm-up")
+    parser.add_argument("--only", type=lambda text: [w.strip() for w in text.split(",")], metavar="W,W",
+                        help="time only these workloads (e.g. 'conv2 forward,infer'; for profiling: the report "
+                             "needs every workload)")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-RSS processes")
     parser.add_argument("--update-readme", action="store_true", help="rewrite the README's results table")
     parser.add_argument("--json", help="also write the raw results to this file")
@@ -230,7 +238,14 @@ def main(argv=None) -> int:
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if os.environ.get(var):
             say(f"note: {var} is set; the contestants run without it (it selects a slower OpenBLAS kernel).")
+    unknown = set(args.only or ()) - set(LAYER_WORKLOADS + MODEL_WORKLOADS)
+    if unknown:
+        parser.error(f"--only: unknown workload(s) {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(LAYER_WORKLOADS + MODEL_WORKLOADS)}")
     results = measure(args)
+    if args.only:
+        print(json.dumps({"layers": results["layers"], "model": results["model"]}, indent=1))
+        return 0
     report = format_report(results)
     print(report)
     if args.json:

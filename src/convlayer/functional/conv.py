@@ -245,7 +245,8 @@ def conv2d_forward(
     epilogue: Callable[[np.ndarray], object] | None = None,
     max_chunk_bytes: int | None = None,
     algorithm: str = "auto",
-) -> tuple[np.ndarray, ConvCache | None]:
+    then: Callable[[np.ndarray, int], object] | None = None,
+) -> tuple[np.ndarray | None, ConvCache | None]:
     """Cross-correlate ``x`` with ``kernel`` and add ``bias``.
 
     Args:
@@ -262,9 +263,13 @@ def conv2d_forward(
         max_chunk_bytes: size of one im2col block (default ``MAX_CHUNK_BYTES``).
         algorithm: 'im2col', 'winograd' (see ``winograd``; stride 1, no dilation, one group)
             or 'auto' (``choose_algorithm``). Backward uses the same one.
+        then: inference only (no cache): ``then(block, n0)`` receives each finished block of
+            whole images (n0: the first one's index), after the epilogue, while it is in cache,
+            e.g. to pool it; y is then not returned (None), and blocks go to a per-core buffer
+            instead of an (N, Ho, Wo, F) array in memory.
 
     Returns:
-        y: (N, Ho, Wo, F) and the cache (None when ``keep_cache`` is False).
+        y: (N, Ho, Wo, F) (None with ``then``) and the cache (None when ``keep_cache`` is False).
 
     >>> y, _ = conv2d_forward(np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1)), np.zeros(1))
     >>> y[0, :, :, 0]
@@ -279,12 +284,13 @@ def conv2d_forward(
     assert min(out_hw) > 0 and c_group * groups == c_in, "callers validate the geometry"
     max_chunk_bytes = max_chunk_bytes or MAX_CHUNK_BYTES
     algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups, out_hw, x.itemsize)
+    assert then is None or not keep_cache, "then= is for inference: backward needs the whole output"
     if algorithm == "winograd":
         y, xp = winograd.conv2d(x, kernel, bias, padding, padding_mode, epilogue, max_chunk_bytes,
-                                keep_padded=keep_cache)
+                                keep_padded=keep_cache, then=then)
     else:
         y, xp = _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding_mode, epilogue,
-                                out_hw, max_chunk_bytes)
+                                out_hw, max_chunk_bytes, then)
     if not keep_cache:
         return y, None
     cache = ConvCache(xp, (height, width), kernel, bias is not None, tuple(strides), padding, tuple(dilation), groups,
@@ -292,7 +298,8 @@ def conv2d_forward(
     return y, cache
 
 
-def _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding_mode, epilogue, out_hw, max_bytes):
+def _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding_mode, epilogue, out_hw, max_bytes,
+                    then=None):
     """(y (N, Ho, Wo, F), the padded input (N, Hp, Wp, C)) by im2col blocks; see ``conv2d_forward``."""
     n, height, width, c_in = x.shape
     kh, kw, c_group, f_out = kernel.shape
@@ -306,20 +313,31 @@ def _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding
     if has_bias:
         weights = np.concatenate([weights, bias.astype(x.dtype, copy=False).reshape(groups, 1, -1)], axis=1)
     weights = np.ascontiguousarray(weights, dtype=x.dtype)
-    y = np.empty((n, *out_hw, f_out), x.dtype)
+    if then is not None:  # whole images per block, however big
+        max_bytes = max(max_bytes, out_hw[0] * out_hw[1] * (depth + 1) * x.itemsize)
+    y = np.empty((n, *out_hw, f_out), x.dtype) if then is None else None
 
     def forward_part(n0: int, n1: int) -> None:  # images n0:n1, on one core
         if padded:
             pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
         blocks = _im2col_blocks(xp[n0:n1], kernel.shape, groups, strides, dilation, out_hw, max_bytes, has_bias)
+        scratch = None
         for (b0, b1, h0, h1), g, _, f_sl, cols in blocks:
-            y_block = y[n0 + b0:n0 + b1, h0:h1]  # (n, rows, Wo, F), contiguous
+            if then is None:
+                y_block = y[n0 + b0:n0 + b1, h0:h1]  # (n, rows, Wo, F), contiguous
+            else:  # one per-core buffer, reused by every block: it stays in cache
+                if scratch is None:
+                    scratch = np.empty((b1 - b0, *out_hw, f_out), x.dtype)
+                y_block = scratch[:b1 - b0]
             if groups == 1:
                 np.matmul(cols, weights[0], out=y_block.reshape(len(cols), f_out))
             else:
                 y_block[..., f_sl] = (cols @ weights[g]).reshape(b1 - b0, h1 - h0, out_hw[1], -1)
-            if epilogue is not None and g == groups - 1:
-                epilogue(y_block)
+            if g == groups - 1:
+                if epilogue is not None:
+                    epilogue(y_block)
+                if then is not None:
+                    then(y_block, n0 + b0)
 
     parallel.run(forward_part, n)
     return y, xp

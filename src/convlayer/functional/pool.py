@@ -60,20 +60,29 @@ def max_pool2d_forward(x, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)),
     out_hw = _geometry(x.shape, pool, strides, padding)
     xp = pad_nhwc(x, padding, fill=-np.inf)
     y = np.empty((x.shape[0], *out_hw, x.shape[3]), x.dtype)
-
-    def part(lo, hi):  # images lo:hi
-        if kernels.enabled():
-            kernels.max_pool(xp[lo:hi], y[lo:hi], *pool, *strides)
-            return
-        taps = _taps(xp[lo:hi], pool, strides, out_hw)
-        np.copyto(y[lo:hi], next(taps))
-        for tap in taps:
-            np.maximum(y[lo:hi], tap, out=y[lo:hi])
-
-    parallel.run(part, len(x))
+    parallel.run(lambda lo, hi: _max_pool_padded(xp[lo:hi], y[lo:hi], pool, strides), len(x))
     # Backward finds the winners again from (xp, y): no argmax pass when only predicting.
     cache = PoolCache(x.shape, tuple(pool), tuple(strides), padding, out_hw, (xp, y), None) if keep_cache else None
     return y, cache
+
+
+def _max_pool_padded(xp, y, pool, strides) -> None:
+    """y (n, Ho, Wo, C) = the max of each window of the padded xp (n, Hp, Wp, C), on this core."""
+    if kernels.enabled():
+        kernels.max_pool(xp, y, *pool, *strides)
+        return
+    taps = _taps(xp, pool, strides, y.shape[1:3])
+    np.copyto(y, next(taps))
+    for tap in taps:
+        np.maximum(y, tap, out=y)
+
+
+def max_pool2d_into(x, y, pool=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0))) -> None:
+    """``max_pool2d_forward`` of x (n, H, W, C) written into y (n, Ho, Wo, C), on the calling core.
+
+    For a block still in cache (``conv.conv2d_forward``'s ``then``).
+    """
+    _max_pool_padded(pad_nhwc(x, padding, fill=-np.inf), y, pool, strides)
 
 
 def max_pool2d_backward(dy, cache: PoolCache):

@@ -209,11 +209,12 @@ def _untransform_numpy(products, at_h, at_w, n, tiles_hw, y):
 
 
 def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: Padding2D, padding_mode: str,
-           epilogue: Callable | None, max_bytes: int, keep_padded: bool):
+           epilogue: Callable | None, max_bytes: int, keep_padded: bool, then: Callable | None = None):
     """Stride-1 cross-correlation of ``x`` (N, H, W, C) with ``kernel`` (kh, kw, C, F), plus ``bias``.
 
     Returns ``(y, xp)``: y (N, Ho, Wo, F) and, with ``keep_padded``, the padded input
-    (N, Hp, Wp, C) that backward needs (else None).
+    (N, Hp, Wp, C) that backward needs (else None). With ``then`` (see ``conv.conv2d_forward``)
+    each finished block goes to ``then(block, n0)`` from a per-core buffer, and y is None.
     """
     n, height, width, c = x.shape
     kh, kw, _, f = kernel.shape
@@ -238,7 +239,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     tiles_per_image = tiles.per_image
     step = max(1, max_bytes // tiles.bytes_per_image(c, f, x.itemsize))  # images per block: in cache
     xp = np.empty((n, hp, wp, c), x.dtype) if keep_padded else None  # (N, Hp, Wp, C) for backward
-    y = np.empty((n, ho, wo, f), x.dtype)
+    y = np.empty((n, ho, wo, f), x.dtype) if then is None else None
 
     def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
         nb = min(step, n1 - n0)
@@ -248,6 +249,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
         v_buf = np.empty(a_h * a_w * t_max * c, x.dtype)
         m_buf = np.empty(a_h * a_w * t_max * f, x.dtype)
         scratch = np.empty(max(hx * a_w * tw * c, m_h * a_w * tw * f), x.dtype) if compiled else None
+        y_buf = np.empty((nb, ho, wo, f), x.dtype) if then is not None else None
         if keep_padded:
             pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
         for b0 in range(n0, n1, step):
@@ -263,7 +265,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
             _transform_tiles(ext, (bt_h, bt_w), rows_bt, (th, tw), (m_h, m_w), phases, scratch, v)
             products = m_buf[:a_h * a_w * t * f].reshape(a_h * a_w, t, f)
             np.matmul(v.reshape(a_h * a_w, t, c), u, out=products)  # (a_h*a_w, tiles, F): the only real work
-            y_block = y[b0:b1]
+            y_block = y[b0:b1] if then is None else y_buf[:nb]
             if compiled:
                 kernels.winograd_output(m_buf, *rows_at, bias, nb, th, tw, scratch, y_block)
             else:
@@ -271,6 +273,8 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
                 _untransform_numpy(products.reshape(a_h, a_w, t, f), at_h, at_w, nb, (th, tw), y_block)
             if epilogue is not None:
                 epilogue(y_block)
+            if then is not None:
+                then(y_block, b0)
 
     parallel.run(part, n)
     return y, xp
