@@ -205,6 +205,25 @@ def test_a_hang_is_stopped_with_a_message(tmp_path, capsys):
     assert "conv2d had not returned on probe one channel, stride 1" in out
 
 
+def test_exits_are_said_and_do_not_take_check_down(tmp_path):
+    path = learner_file(tmp_path, '''\
+        import os
+        import sys
+
+        print("my debugging print")
+
+        def convolve(image, kernel, bias=0.0, stride=1, padding="valid"):
+            sys.exit(3)
+
+        def conv2d(x, kernel, bias, strides=(1, 1), padding="valid"):
+            os._exit(4)
+        ''')
+    convolve, conv2d = check.check_file(path).diagnoses  # conv2d_backward is not defined: not mentioned
+    assert convolve.findings[0].title.startswith("convolve raised SystemExit on probe one channel")
+    assert conv2d.findings[0].title.startswith("conv2d ended the Python process on probe one channel")
+    assert "exit status 4" in conv2d.findings[0].lines[0]
+
+
 def test_none_crash_and_wrong_signature_in_one_file(tmp_path, capsys):
     path = learner_file(tmp_path, '''\
         import numpy as np

@@ -258,8 +258,8 @@ def _bad_value(function: str, probe: Probe, family: str, outcome: Outcome, expec
     """A Finding for an outcome that cannot be compared (an exception, None, not numbers, NaN)."""
     where = f"on probe {probe.describe(family)}"
     if outcome.status == "error":
-        return Finding("crash", f"{function} raised {outcome.exception} {where}", [outcome.traceback],
-                       probe=probe)
+        did = "ended the Python process" if outcome.exception == "exit" else f"raised {outcome.exception}"
+        return Finding("crash", f"{function} {did} {where}", [outcome.traceback], probe=probe)
     if outcome.kind == "none":
         return Finding("none", f"{function} returned None {where}",
                        [f"Did you forget `return`? It should return an array of shape {expected_shape}."],
@@ -794,7 +794,6 @@ def _collect(folder, shown, wanted, calls, probes_of, timed_out, code, stderr, t
         return CheckResult(shown, [_file_problem(f"{shown}: {what}", _stderr_tail(stderr))], [])
     names = defined["names"]
     present = [n for n in wanted if names[n]["defined"]]
-    problems = []
     if not present:
         near = [f"{names[n]['near']} (did you mean {n}?)" for n in wanted if names[n].get("near")]
         listed = ", ".join(defined["module_names"][:8]) or "nothing"
@@ -805,6 +804,7 @@ def _collect(folder, shown, wanted, calls, probes_of, timed_out, code, stderr, t
     diagnoses = []
     hung = progress["id"] if (timed_out and progress) else None
     ended = code not in (0, None) and not timed_out and load("done.json") is None
+    died = progress["id"] if (ended and progress) else None  # the call that ended the process
     for function in wanted:
         entry = names[function]
         if not entry["defined"]:
@@ -824,7 +824,11 @@ def _collect(folder, shown, wanted, calls, probes_of, timed_out, code, stderr, t
         outcomes = []
         for call in (c for c in calls if c["function"] == function):
             outcome = _read_outcome(folder, call["id"])
-            if outcome is None:
+            if outcome is None and call["id"] == died:
+                outcome = Outcome("error", exception="exit", traceback="\n".join(
+                    [f"The Python process ended (exit status {code}) inside {function}: os._exit, or a crash of "
+                     "Python itself; return the result instead.", *_stderr_tail(stderr)]))
+            elif outcome is None:
                 outcome = Outcome("timeout", message=_num(timeout)) if call["id"] == hung else Outcome("not run")
             outcomes.append(outcome)
         probes = probes_of[function]
@@ -832,13 +836,8 @@ def _collect(folder, shown, wanted, calls, probes_of, timed_out, code, stderr, t
             diagnose_forward(function, probes, outcomes)
         if any(o.status == "not run" for o in outcomes) and not diagnosis.findings:
             diagnosis.findings.append(Finding("not run", "not every probe ran: the check stopped before the others"))
-        if ended and any(o.status == "not run" for o in outcomes):
-            diagnosis.findings.append(Finding("crash", f"the Python process ended (exit status {code}) while "
-                                                       f"{function} ran: sys.exit or os._exit in your code?",
-                                              _stderr_tail(stderr)))
-            ended = False
         diagnoses.append(diagnosis)
-    return CheckResult(shown, problems, diagnoses)
+    return CheckResult(shown, [], diagnoses)
 
 
 def _stderr_tail(stderr: str) -> list[str]:
