@@ -34,7 +34,6 @@ from .probes import Probe, make_probes
 from .reference import conv2d as reference_conv2d
 from .reference import conv2d_backward as reference_backward
 from .reference import padding_amounts
-from .sandbox import expected_signature
 
 CONCEPTS = ("dot product + bias", "stride", "padding", "channels", "filters", "shapes")
 FUNCTIONS = ("convolve", "conv2d", "conv2d_backward", "MNISTModel")

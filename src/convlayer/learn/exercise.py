@@ -7,8 +7,6 @@ kernel layout, TensorFlow's 'same' rule, strides as an int or a pair) and
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..clitools import UsageError, output_path, say
 from ..fileio import atomic_write_text
 
