@@ -111,6 +111,10 @@ def test_a_wide_kernel_that_no_longer_fits_when_transposed_still_gets_a_verdict(
     assert verdict.status_code == 200, verdict.text
     expected = traced(client, **changes)["output"][0][0]
     assert (verdict.json()["correct"], verdict.json()["expected"]) == (False, expected)
+    # the mistakes that still exist for it are still named: here the flipped kernel
+    window, kernel = np.asarray(changes["input"])[0:2, 0:5], np.asarray(changes["kernel"])
+    flipped = predict(client, [0, 0], float(np.sum(window * kernel[::-1, ::-1]) + 0.5), **changes).json()
+    assert "kernel flipped" in [m["name"] for m in flipped["mistakes"]]
 
 
 @pytest.mark.parametrize("body, status, words", [
