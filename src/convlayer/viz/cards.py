@@ -494,13 +494,13 @@ def cards_figure(document: dict, images: np.ndarray, kernel: np.ndarray, optimiz
     """
     from matplotlib.patches import Rectangle
 
-    from .figures import _figure
+    from .figures import new_figure
 
     entries = document["filters"]
     names = document.get("class_names") or [str(i) for i in range(len(entries[0]["class_mean"]))]
     columns = min(columns, len(entries), 4 if len(entries) <= 12 else columns)  # a few cards: 4 a row
     rows = -(-len(entries) // columns)
-    fig = _figure(2.6 * columns, 2.9 * rows + 0.8)
+    fig = new_figure(2.6 * columns, 2.9 * rows + 0.8)
     grid = fig.add_gridspec(rows * 2, columns * 2, left=0.02, right=0.99, top=1 - 0.8 / (2.9 * rows + 0.8),
                             bottom=0.02, wspace=0.35, hspace=0.45)
     limit = float(np.abs(kernel).max()) or 1.0
@@ -550,11 +550,11 @@ def cards_figure(document: dict, images: np.ndarray, kernel: np.ndarray, optimiz
 
 def ablation_figure(result: Ablation, *, title: str = ""):
     """Accuracy with each filter zeroed, lowest first, against the unchanged model's line."""
-    from .figures import _figure
+    from .figures import new_figure
 
     order = sorted(result.zeroed, key=lambda f: (result.zeroed[f], f))
     values = [result.zeroed[f] * 100 for f in order]
-    fig = _figure(max(6.0, 0.22 * len(order) + 1.5), 4.2)
+    fig = new_figure(max(6.0, 0.22 * len(order) + 1.5), 4.2)
     ax = fig.subplots()
     ax.bar(range(len(order)), values, color="#3b75af")
     ax.axhline(result.baseline * 100, color="#d62728", linewidth=1, label=f"no filter zeroed: "

@@ -17,7 +17,7 @@ import numpy as np
 DPI = 100
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     """A bare ``Figure`` (inches); raises ImportError with the install hint without matplotlib."""
     try:
         from matplotlib.figure import Figure
@@ -127,7 +127,7 @@ def filters_figure(kernel: np.ndarray, *, title: str = "conv1 filters"):
         raise ValueError(f"filters_figure expects an HWIO kernel (kh, kw, in, filters), got shape {kernel.shape}.")
     images = np.moveaxis(kernel[:, :, 0, :], -1, 0)  # (filters, kh, kw)
     limit = float(np.abs(images).max()) or 1.0
-    fig = _figure(9, 5.4)
+    fig = new_figure(9, 5.4)
     fig.suptitle(f"{title}: {images.shape[0]} kernels of {images.shape[1]}x{images.shape[2]} "
                  "(red positive, blue negative weights)", fontsize=11)
     artist = _image_grid(fig, images, 8, "RdBu_r", -limit, limit, titles=[str(i) for i in range(len(images))])
@@ -150,7 +150,7 @@ def activations_figure(image: np.ndarray, maps: dict, predictions: list[tuple[st
     columns = 16
     rows = [_grid_shape(m.shape[-1], columns)[0] for m in maps.values()]
     heights = [2.4] + [0.64 * r + 0.4 for r in rows]
-    fig = _figure(10, sum(heights))
+    fig = new_figure(10, sum(heights))
     subs = np.atleast_1d(fig.subfigures(len(heights), 1, height_ratios=heights))
     top = subs[0].subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
     top[0].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -183,7 +183,7 @@ def curves_figure(rows: list[dict], *, title: str = "training"):
     """
     if not rows:
         raise ValueError("the training log has no epochs yet; train for at least one epoch first.")
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     from matplotlib.ticker import MaxNLocator
 
     axes = fig.subplots(1, 2)
@@ -213,7 +213,7 @@ def confusion_figure(matrix: np.ndarray, class_names, *, title: str = "confusion
     matrix = np.asarray(matrix)
     n = matrix.shape[0]
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # (n, n) row-normalized
-    fig = _figure(7.5, 6.5)
+    fig = new_figure(7.5, 6.5)
     ax = fig.subplots()
     artist = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     names = [str(c) for c in class_names]
@@ -248,7 +248,7 @@ def mistakes_figure(images: np.ndarray, labels, predictions, confidences, class_
     count = len(images)
     rows, cols = _grid_shape(max(count, 1), columns)
     row_inches = 1.7
-    fig = _figure(1.25 * columns, row_inches * rows + 0.6)
+    fig = new_figure(1.25 * columns, row_inches * rows + 0.6)
     if count == 0:
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
     else:
