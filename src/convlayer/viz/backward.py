@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..functional.conv import conv2d_backward, conv2d_forward
-from .explain import format_number, matrix_lines, side_by_side
+from .explain import format_number, matrix_lines, side_by_side, span, sum_text
 from .trace import ConvTrace, Step
 
 DEFAULT_MAX_CELLS = 9  # output cells whose scatter is drawn, beyond which the first SHORT_CELLS are
@@ -156,27 +156,6 @@ def _sum_of(terms: list[str]) -> str:
     return " + ".join(terms)
 
 
-def _signed_sum(values) -> str:
-    """'2 - 2 - 1 + 0': numbers added, negatives written as subtraction."""
-    text = format_number(values[0])
-    for value in values[1:]:
-        text += f" - {format_number(-value)}" if value < 0 else f" + {format_number(value)}"
-    return text
-
-
-def _span(indices: list[int]) -> str:
-    return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
-
-
-def _padding_mask(trace: ConvTrace) -> np.ndarray:
-    """(Hp, Wp) True on the padding cells."""
-    (top, bottom), (left, right) = trace.padding
-    hp, wp = trace.padded.shape[:2]
-    mask = np.ones((hp, wp), bool)
-    mask[top:hp - bottom, left:wp - right] = False
-    return mask
-
-
 def _index(trace: ConvTrace, *names: str) -> str:
     """'a, b' or 'a, b, c' (with channels): how an entry of the kernel or a window is named."""
     return ", ".join(names if trace.input.shape[2] > 1 else names[:2])
@@ -203,7 +182,7 @@ def _forward_lines(trace: ConvTrace) -> list[str]:
              f"{format_number(trace.bias)}."]
     blocks = [_grids(f"input ({h}x{w})", trace.input), _grids(f"kernel ({kh}x{kw})", trace.kernel)]
     if trace.padding != ((0, 0), (0, 0)):
-        blocks.append(_grids(f"padded ({hp}x{wp}; (v) = zero)", trace.padded, _padding_mask(trace)))
+        blocks.append(_grids(f"padded ({hp}x{wp}; (v) = zero)", trace.padded, trace.padding_mask))
     blocks.append([f"output ({ho}x{wo})"] + matrix_lines(trace.output))
     return lines + ["  " + line for line in side_by_side(blocks)]
 
@@ -229,7 +208,7 @@ def _dbias_lines(trace: BackwardTrace) -> list[str]:
     values = trace.dy.ravel()
     ho, wo = trace.dy.shape
     total = format_number(trace.dbias)
-    summed = f"{_signed_sum(values)} = {total}" if len(values) <= MAX_TERMS else \
+    summed = f"{sum_text(values)} = {total}" if len(values) <= MAX_TERMS else \
         f"the {len(values)} values of dy add up to {total}"
     return [f"1. dbias: the bias is added once at each of the {ho * wo} output positions, so dbias is the sum of "
             "dy over all of them:",
@@ -274,7 +253,7 @@ def _scatter_lines(trace: BackwardTrace, max_cells: int) -> list[str]:
     for step, contribution in cells[:max_cells]:
         i, j = step.out_row, step.out_col
         blocks.append([f"dy[{i}, {j}] = {format_number(trace.dy[i, j])}",
-                       f"rows {_span(step.rows)}, cols {_span(step.cols)}"]
+                       f"rows {span(step.rows)}, cols {span(step.cols)}"]
                       + _grids("", contribution)[1:])
     for start in range(0, len(blocks), CELLS_PER_ROW):
         lines += ["  " + line for line in side_by_side(blocks[start:start + CELLS_PER_ROW], gap="    ")]
@@ -283,7 +262,7 @@ def _scatter_lines(trace: BackwardTrace, max_cells: int) -> list[str]:
         lines.append(f"  ... {rest} more output cell{'s' if rest > 1 else ''} not shown (--all shows every one, "
                      "--steps N the first N).")
     hp, wp = trace.dx_padded.shape[:2]
-    mask = _padding_mask(forward)
+    mask = forward.padding_mask
     where = f"the padded grid ({hp}x{wp}; (v) = padding)" if padded else f"the input grid ({hp}x{wp})"
     lines.append(f"  Added up on {where}:")
     lines += ["    " + line for line in _grids("", trace.dx_padded, mask)[1:]]

@@ -303,13 +303,15 @@ def _labelled(label: str, lines: list[str]) -> list[str]:
     return [label] + lines
 
 
-def _span(indices: list[int]) -> str:
+def span(indices: list[int]) -> str:
+    """'2-4' for consecutive rows or columns, else '0, 2, 4' (dilation); one index alone."""
     if len(indices) > 1 and all(b - a == 1 for a, b in zip(indices, indices[1:])):
         return f"{indices[0]}-{indices[-1]}"
     return ", ".join(str(i) for i in indices) if len(indices) > 1 else str(indices[0])
 
 
-def _sum_text(terms) -> str:
+def sum_text(terms) -> str:
+    """'2 - 2 - 1 + 0': the numbers added, negatives written as subtraction."""
     terms = [float(t) for t in terms]
     text = format_number(terms[0])
     for t in terms[1:]:
@@ -317,18 +319,9 @@ def _sum_text(terms) -> str:
     return text
 
 
-def _padding_mask(trace: ConvTrace) -> np.ndarray:
-    """(Hp, Wp) True where the padded input holds padding rather than an input pixel."""
-    (top, bottom), (left, right) = trace.padding
-    hp, wp = trace.padded.shape[:2]
-    mask = np.ones((hp, wp), bool)
-    mask[top:hp - bottom, left:wp - right] = False
-    return mask
-
-
 def _position_map(trace: ConvTrace, step) -> list[str]:
     """The padded grid: '#' under the kernel, '.' input pixel, '+' padding."""
-    padding = _padding_mask(trace)
+    padding = trace.padding_mask
     window = np.zeros_like(padding)
     window[np.ix_(step.rows, step.cols)] = True
     return [" ".join("#" if w else ("+" if p else ".") for w, p in zip(wrow, prow))
@@ -373,7 +366,7 @@ def _padded_block(trace: ConvTrace) -> list[str]:
     hp, wp, channels = trace.padded.shape
     if trace.padding == ((0, 0), (0, 0)):
         return ["No padding: the kernel moves over the input itself."]
-    mask = _padding_mask(trace)
+    mask = trace.padding_mask
     what = "(v) = zero padding" if trace.padding_mode == "zeros" else f"(v) = padding ({trace.padding_mode})"
     lines = [f"Padded input ({hp}x{wp}; {what}):"]
     blocks = [matrix_lines(trace.padded[:, :, c], mask) for c in range(channels)]
@@ -387,8 +380,8 @@ def _step_lines(trace: ConvTrace, index: int, show_map: bool) -> list[str]:
     channels = trace.input.shape[2]
     where = "padded rows" if trace.padding != ((0, 0), (0, 0)) else "rows"
     lines = [f"Step {index + 1} of {len(trace.steps)}: output[{step.out_row}, {step.out_col}] - the kernel covers "
-             f"{where} {_span(step.rows)}, columns {_span(step.cols)}"]
-    padding = _padding_mask(trace)[np.ix_(step.rows, step.cols)]  # (kh, kw)
+             f"{where} {span(step.rows)}, columns {span(step.cols)}"]
+    padding = trace.padding_mask[np.ix_(step.rows, step.cols)]  # (kh, kw)
     map_block = _labelled("position", _position_map(trace, step)) if show_map else None
     for c in range(channels):
         window = _labelled("window", matrix_lines(step.window[:, :, c], padding))
@@ -403,17 +396,17 @@ def _step_lines(trace: ConvTrace, index: int, show_map: bool) -> list[str]:
         lines += ["    " + line if channels > 1 else "  " + line for line in side_by_side(blocks)]
         terms = step.products[:, :, c].ravel()
         total = format_number(step.channel_sums[c])
-        summed = f"{_sum_text(terms)} = {total}" if len(terms) <= MAX_SUM_TERMS else \
+        summed = f"{sum_text(terms)} = {total}" if len(terms) <= MAX_SUM_TERMS else \
             f"the {len(terms)} products add up to {total}"
         indent = "    " if channels > 1 else "  "
         lines.append(f"{indent}sum of products: {summed}")
     bias = format_number(trace.bias)
     if channels == 1:
-        lines.append(f"  plus bias {bias}: {_sum_text([step.channel_sums[0], trace.bias])} = "
+        lines.append(f"  plus bias {bias}: {sum_text([step.channel_sums[0], trace.bias])} = "
                      f"{format_number(step.total)}   -> output[{step.out_row}, {step.out_col}] = "
                      f"{format_number(step.total)}")
     else:
-        lines.append(f"  channel sums plus bias: {_sum_text(list(step.channel_sums) + [trace.bias])} = "
+        lines.append(f"  channel sums plus bias: {sum_text(list(step.channel_sums) + [trace.bias])} = "
                      f"{format_number(step.total)}   -> output[{step.out_row}, {step.out_col}] = "
                      f"{format_number(step.total)}")
     return lines

@@ -46,6 +46,15 @@ class ConvTrace:
     steps: list[Step] = field(default_factory=list)
 
     @property
+    def padding_mask(self) -> np.ndarray:
+        """(Hp, Wp) True where the padded input holds padding rather than an input pixel."""
+        (top, bottom), (left, right) = self.padding
+        hp, wp = self.padded.shape[:2]
+        mask = np.ones((hp, wp), bool)
+        mask[top:hp - bottom, left:wp - right] = False
+        return mask
+
+    @property
     def padding_reason(self) -> list[str]:
         """Why each axis got the padding it did (the minimal-padding rule, bottom/right extra)."""
         lines = []
