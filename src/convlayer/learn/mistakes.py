@@ -26,20 +26,20 @@ class Mistake:
     compute: Callable
 
 
+def _strides(strides) -> tuple[int, int]:
+    return shapes.normalize_tuple(strides, 2, "strides")
+
+
 def _setup(x, kernel, strides, padding):
+    """For the padding mistakes: float arrays, (sv, sh) and the right padding, to be got wrong."""
     x = np.asarray(x, np.float64)  # (N, H, W, C)
     kernel = np.asarray(kernel, np.float64)  # (kh, kw, C, F)
-    strides = shapes.normalize_tuple(strides, 2, "strides")
+    strides = _strides(strides)
     return x, kernel, strides, padding_amounts(x.shape[1:3], kernel.shape[:2], strides, padding)
 
 
-def _same_total(size, k, s):
-    return sum(shapes.same_padding(size, k, s))
-
-
 def flipped(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    return forward_with_padding(x, kernel[::-1, ::-1], bias, strides, pads)
+    return reference_conv2d(x, np.asarray(kernel)[::-1, ::-1], bias, strides, padding)
 
 
 def odd_padding_top_left(x, kernel, bias, strides=(1, 1), padding="valid"):
@@ -69,61 +69,46 @@ def padding_not_applied(x, kernel, bias, strides=(1, 1), padding="valid"):
 
 
 def first_channel_only(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    return forward_with_padding(x[..., :1], kernel[:, :, :1], bias, strides, pads)
+    return reference_conv2d(np.asarray(x)[..., :1], np.asarray(kernel)[:, :, :1], bias, strides, padding)
 
 
 def channels_not_summed(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)  # each channel overwrote the one before
-    return forward_with_padding(x[..., -1:], kernel[:, :, -1:], bias, strides, pads)
+    # each channel's result replaced the one before: the last channel alone
+    return reference_conv2d(np.asarray(x)[..., -1:], np.asarray(kernel)[:, :, -1:], bias, strides, padding)
 
 
 def bias_missing(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    return forward_with_padding(x, kernel, np.zeros_like(np.asarray(bias, float)), strides, pads)
+    return reference_conv2d(x, kernel, np.zeros_like(np.asarray(bias, float)), strides, padding)
 
 
 def bias_per_element(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    kh, kw, c, _ = kernel.shape
-    return forward_with_padding(x, kernel, np.asarray(bias, float) * kh * kw * c, strides, pads)
+    kh, kw, c, _ = np.shape(kernel)
+    return reference_conv2d(x, kernel, np.asarray(bias, float) * kh * kw * c, strides, padding)
 
 
 def bias_per_channel(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    return forward_with_padding(x, kernel, np.asarray(bias, float) * kernel.shape[2], strides, pads)
+    return reference_conv2d(x, kernel, np.asarray(bias, float) * np.shape(kernel)[2], strides, padding)
 
 
 def bias_of_first_filter(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
     bias = np.asarray(bias, float)
-    return forward_with_padding(x, kernel, np.full_like(bias, bias[0]), strides, pads)
+    return reference_conv2d(x, kernel, np.full_like(bias, bias[0]), strides, padding)
 
 
 def stride_ignored(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, _, _ = _setup(x, kernel, strides, padding)
-    return forward_with_padding(x, kernel, bias, (1, 1), padding_amounts(x.shape[1:3], kernel.shape[:2], 1, padding))
+    return reference_conv2d(x, kernel, bias, (1, 1), padding)
 
 
 def stride_rows_only(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, _ = _setup(x, kernel, strides, padding)
-    strides = (strides[0], 1)
-    return forward_with_padding(x, kernel, bias, strides, padding_amounts(x.shape[1:3], kernel.shape[:2], strides,
-                                                                          padding))
+    return reference_conv2d(x, kernel, bias, (_strides(strides)[0], 1), padding)
 
 
 def stride_columns_only(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, _ = _setup(x, kernel, strides, padding)
-    strides = (1, strides[1])
-    return forward_with_padding(x, kernel, bias, strides, padding_amounts(x.shape[1:3], kernel.shape[:2], strides,
-                                                                          padding))
+    return reference_conv2d(x, kernel, bias, (1, _strides(strides)[1]), padding)
 
 
 def strides_swapped(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, _ = _setup(x, kernel, strides, padding)
-    strides = strides[::-1]
-    return forward_with_padding(x, kernel, bias, strides, padding_amounts(x.shape[1:3], kernel.shape[:2], strides,
-                                                                          padding))
+    return reference_conv2d(x, kernel, bias, _strides(strides)[::-1], padding)
 
 
 def size_rounded_up(x, kernel, bias, strides=(1, 1), padding="valid"):
@@ -134,10 +119,7 @@ def size_rounded_up(x, kernel, bias, strides=(1, 1), padding="valid"):
 
 
 def kernel_transposed(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, _ = _setup(x, kernel, strides, padding)
-    kernel = kernel.transpose(1, 0, 2, 3)  # (kw, kh, C, F): height and width swapped
-    return forward_with_padding(x, kernel, bias, strides, padding_amounts(x.shape[1:3], kernel.shape[:2], strides,
-                                                                          padding))
+    return reference_conv2d(x, np.asarray(kernel).transpose(1, 0, 2, 3), bias, strides, padding)  # (kw, kh, C, F)
 
 
 def output_transposed(x, kernel, bias, strides=(1, 1), padding="valid"):
@@ -145,15 +127,13 @@ def output_transposed(x, kernel, bias, strides=(1, 1), padding="valid"):
 
 
 def kernel_read_as_oihw(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    kh, kw, c, f = kernel.shape
-    return forward_with_padding(x, kernel.reshape(f, c, kh, kw).transpose(2, 3, 1, 0), bias, strides, pads)
+    kh, kw, c, f = np.shape(kernel)
+    return reference_conv2d(x, np.reshape(kernel, (f, c, kh, kw)).transpose(2, 3, 1, 0), bias, strides, padding)
 
 
 def kernel_read_as_hwoi(x, kernel, bias, strides=(1, 1), padding="valid"):
-    x, kernel, strides, pads = _setup(x, kernel, strides, padding)
-    kh, kw, c, f = kernel.shape
-    return forward_with_padding(x, kernel.reshape(kh, kw, f, c).transpose(0, 1, 3, 2), bias, strides, pads)
+    kh, kw, c, f = np.shape(kernel)
+    return reference_conv2d(x, np.reshape(kernel, (kh, kw, f, c)).transpose(0, 1, 3, 2), bias, strides, padding)
 
 
 _FLIP = "CNN layers compute cross-correlation: the kernel lies on each window as written, never flipped " \
