@@ -58,14 +58,6 @@ def wanted_layers(workloads):
             if {f"{name} forward", f"{name} forward+backward"} & set(workloads)}
 
 
-def same_pads(h, w, k, s):
-    """((top, bottom), (left, right)) by TensorFlow's 'same' rule: the odd one at the bottom/right."""
-    def one(size):
-        total = max((-(-size // s) - 1) * s + k - size, 0)
-        return total // 2, total - total // 2
-    return one(h), one(w)
-
-
 # ---------------------------------------------------------------------------- builders
 
 
@@ -116,12 +108,14 @@ def build_torch(threads, workloads, channels_last):
     import torch
     import torch.nn.functional as F
 
+    from convlayer.functional.shapes import same_padding  # TensorFlow's 'same': the odd zero at the bottom/right
+
     torch.set_num_threads(threads)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     funcs = {}
     for name, (n, h, w, c, f, k, s) in wanted_layers(workloads).items():
         x, kernel, bias, dy = layer_data((n, h, w, c, f, k, s))
-        (top, bottom), (left, right) = same_pads(h, w, k, s)
+        (top, bottom), (left, right) = same_padding(h, k, s), same_padding(w, k, s)
         xt = torch.tensor(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=fmt).requires_grad_(True)
         wt = torch.tensor(kernel.transpose(3, 2, 0, 1).copy()).contiguous(memory_format=fmt).requires_grad_(True)
         bt = torch.tensor(bias, requires_grad=True)
