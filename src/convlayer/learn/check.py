@@ -207,8 +207,8 @@ def explain_command(probe: Probe, index) -> str:
     """``convlayer explain ...`` for the filter and image of output cell (n, i, j, f), up to that cell."""
     n, i, j, f = index
     sv, sh = probe.strides
-    wo = reference_conv2d(probe.x[:1, :, :, :1], probe.kernel[:, :, :1, :1], probe.bias[:1], probe.strides,
-                          probe.padding).shape[2]
+    _, (left, right) = padding_amounts(probe.x.shape[1:3], probe.kernel.shape[:2], probe.strides, probe.padding)
+    wo = shapes.conv_output_size(probe.x.shape[2], probe.kernel.shape[1], sh, 1, (left, right))
     stride = f"{sv}" if sv == sh else f"{sv},{sh}"
     flags = [("--input", _matrix_text(probe.x[n])), ("--kernel", _matrix_text(probe.kernel[:, :, :, f])),
              ("--bias", _num(probe.bias[f])), ("--stride", stride), ("--padding", probe.padding),
