@@ -191,19 +191,27 @@ class Conv2D(KernelLayer):
         axis-dependent activation (softmax over axis -1) runs over the width for channels_first."""
         return np.swapaxes(a, 2, 3) if self.data_format == "channels_first" else a  # (N, H, F, W) view
 
+    @property
+    def _fused_activation(self) -> bool:
+        """Element-wise in-place activations (ReLU...) run on each output block while it is in cache."""
+        return self.activation.in_place and not self.activation.needs_input
+
+    def _convolve(self, x_nhwc, *, keep_cache: bool, then=None):
+        """conv2d_forward with this layer's settings; the activation fused when it can be."""
+        pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
+        act = self.activation
+        epilogue = (lambda block: act.forward(block, out=block)) if self._fused_activation else None
+        return conv2d_forward(
+            x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,
+            groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache, epilogue=epilogue,
+            algorithm=self.algorithm, then=then,
+        )  # (N, Ho, Wo, F) and the cache
+
     def forward(self, x, *, training: bool = False, keep_cache: bool = True):
         self._check_shape(x.shape)
         x_nhwc, batch_shape = self._to_nhwc(x)
-        pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
-        act = self.activation
-        # Element-wise in-place activations (ReLU...) run on each output block while it is in cache.
-        fuse = act.in_place and not act.needs_input
-        epilogue = (lambda block: act.forward(block, out=block)) if fuse else None
-        z, conv_cache = conv2d_forward(
-            x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,
-            groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache, epilogue=epilogue,
-            algorithm=self.algorithm,
-        )  # (N, Ho, Wo, F)
+        act, fuse = self.activation, self._fused_activation
+        z, conv_cache = self._convolve(x_nhwc, keep_cache=keep_cache)  # (N, Ho, Wo, F)
         pre_activation = z.copy() if keep_cache and act.needs_input else None
         y = z if fuse else self._as_output_axes(act_mod.apply(act, self._as_output_axes(z), in_place=True))
         self._cache = (conv_cache, pre_activation, y, batch_shape, fuse) if keep_cache else None
@@ -214,10 +222,9 @@ class Conv2D(KernelLayer):
         activity regularizer, and ``pool`` a built max pooling, both channels_last."""
         from .pooling import MaxPooling2D
 
-        act = self.activation
-        return (isinstance(pool, MaxPooling2D) and self.built and pool.built and self.activity_regularizer is None
-                and self.data_format == pool.data_format == "channels_last" and act.in_place
-                and not act.needs_input and pool.activity_regularizer is None)
+        return (isinstance(pool, MaxPooling2D) and self.built and pool.built and self._fused_activation
+                and self.data_format == pool.data_format == "channels_last"
+                and self.activity_regularizer is None and pool.activity_regularizer is None)
 
     def pooled(self, x, pool):
         """Inference: ``pool(self(x))``, each block of this layer's output pooled while in cache.
@@ -228,19 +235,14 @@ class Conv2D(KernelLayer):
         x = self.cast_input(x)
         self._check_shape(x.shape)
         x_nhwc, batch_shape = self._to_nhwc(x)
-        pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
         conv_shape = self.compute_output_shape(x_nhwc.shape)  # (N, Ho, Wo, F)
         out = np.empty(pool.compute_output_shape(conv_shape), self.dtype)  # (N, Ho', Wo', F)
         pool_pads = resolve_padding(pool.padding, conv_shape[1:3], pool.pool_size, pool.strides, (1, 1))
-        act = self.activation
 
         def then(block, n0):  # (n, Ho, Wo, F), in cache
             max_pool2d_into(block, out[n0:n0 + len(block)], pool.pool_size, pool.strides, pool_pads)
 
-        conv2d_forward(x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads,
-                       dilation=self.dilation_rate, groups=self.groups, padding_mode=self.padding_mode,
-                       keep_cache=False, epilogue=lambda block: act.forward(block, out=block),
-                       algorithm=self.algorithm, then=then)
+        self._convolve(x_nhwc, keep_cache=False, then=then)
         self._cache = pool._cache = None
         return out.reshape(batch_shape + out.shape[1:])
 
