@@ -50,7 +50,7 @@ CHILD = textwrap.dedent("""
 
 def plain(*argv, cwd=None):
     return subprocess.run([sys.executable, "-c", CHILD, json.dumps(NOT_INSTALLED), *map(str, argv)],
-                          capture_output=True, text=True, cwd=cwd, timeout=240,
+                          capture_output=True, text=True, cwd=cwd, timeout=240, stdin=subprocess.DEVNULL,
                           env={"PATH": "/usr/bin:/bin", "CONVLAYER_DATA": "/nonexistent", "HOME": str(cwd or "/tmp")})
 
 
@@ -85,12 +85,17 @@ def test_train_evaluate_predict_and_the_text_commands_need_no_extra(idx_folder, 
             (["summary"], "Total params: 3,274,634"),
             (["datasets"], "digits"),
             (["explain", "--example", "2"], "stride"),
-            (["draw", "--example", "1", "--out", tmp_path / "c.gif"], "c.gif")):
+            (["draw", "--example", "1", "--out", tmp_path / "c.gif"], "c.gif"),
+            (["explain", "--backward"], "dkernel"),
+            (["exercise", "conv2d", "--out", tmp_path / "mine.py"], "convlayer check"),
+            (["quiz", "--seed", "1", "--questions", "1"], "Score")):
         done = plain(*argv, cwd=tmp_path)
         assert done.returncode == 0, (argv, done.stderr)
         assert expect in done.stdout, (argv, done.stdout)
         assert "LEAKED" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
     assert (tmp_path / "c.gif").stat().st_size > 1000
+    done = plain("check", tmp_path / "mine.py", cwd=tmp_path)  # (its child process runs unblocked; it needs NumPy only)
+    assert done.returncode == 1 and "not written yet" in done.stdout, (done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize("argv, extra", [
