@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..functional.conv import conv2d_backward, conv2d_forward
-from .explain import format_number, matrix_lines, side_by_side, span, sum_text
+from .explain import format_number, heading_lines, matrix_lines, side_by_side, span, sum_text
 from .trace import ConvTrace, Step
 
 DEFAULT_MAX_CELLS = 9  # output cells whose scatter is drawn, beyond which the first SHORT_CELLS are
@@ -315,13 +315,7 @@ def render_backward(trace: BackwardTrace, *, max_cells: int | None = None, title
     if max_cells is None:
         max_cells = count if count <= DEFAULT_MAX_CELLS else SHORT_CELLS
     max_cells = max(0, min(int(max_cells), count))
-    lines = []
-    if title:
-        lines += [title, "=" * len(title)]
-    if note:
-        lines.append(note)
-    if lines:
-        lines.append("")
+    lines = heading_lines(title, note)
     lines += _forward_lines(trace.forward)
     lines.append("")
     ho, wo = trace.dy.shape

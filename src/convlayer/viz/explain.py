@@ -428,6 +428,12 @@ def render_step(trace: ConvTrace, out_row: int, out_col: int, *, show_map: bool 
     return "\n".join(line.rstrip() for line in _step_lines(trace, index, show_map))
 
 
+def heading_lines(title: str = "", note: str = "") -> list[str]:
+    """A title underlined, a note, and a blank line after them (nothing when both are empty)."""
+    lines = ([title, "=" * len(title)] if title else []) + ([note] if note else [])
+    return lines + [""] if lines else []
+
+
 def render_trace(trace: ConvTrace, *, max_steps: int | None = None, title: str = "", note: str = "") -> str:
     """The whole explanation of ``trace`` as text (no trailing newline).
 
@@ -450,13 +456,7 @@ def render_trace(trace: ConvTrace, *, max_steps: int | None = None, title: str =
         max_steps = count if count <= DEFAULT_MAX_STEPS else SHORT_STEPS
     max_steps = max(0, min(int(max_steps), count))
     show_map = trace.padded.shape[1] <= MAX_MAP_WIDTH and trace.padded.shape[:2] != trace.kernel.shape[:2]
-    lines = []
-    if title:
-        lines += [title, "=" * len(title)]
-    if note:
-        lines.append(note)
-    if lines:
-        lines.append("")
+    lines = heading_lines(title, note)
     lines += _input_blocks(trace)
     lines += _describe_settings(trace)
     lines.append("")
