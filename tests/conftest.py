@@ -1,8 +1,11 @@
-"""Shared test setup. TensorFlow's C++ logging is quieted before any test module imports it."""
+"""Shared test setup. TensorFlow is configured before any test module imports it."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow leaves oneDNN off on some CPUs (seen on an AMD EPYC of family 25), and its own
+# kernels then refuse dilated convolutions' gradients: the oracle needs oneDNN.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
