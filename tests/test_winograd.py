@@ -245,7 +245,8 @@ def test_inference_does_not_pad_the_whole_batch_at_once(rng, monkeypatch):
                               max_chunk_bytes=1 << 16)
     assert cache is None
     padded_bytes = 64 * 18 * 18 * 8 * 4
-    assert max(s for s in sizes if s != y.nbytes) < padded_bytes / 8
+    output = (y.nbytes, y.nbytes + y.shape[-1] * y.itemsize)  # y, and y with the F values where overhangs go
+    assert max(s for s in sizes if s not in output) < padded_bytes / 8
 
 
 def test_block_sizes_and_need_dx_do_not_change_the_gradients(rng):

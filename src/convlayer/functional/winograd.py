@@ -22,9 +22,10 @@ im2col's by a few 1e-6 relative to the largest output (tested). Tiles are at mos
 Only for stride 1, dilation 1 and one group; ``conv.conv2d_forward`` picks it when those
 hold. Backward uses it twice more: the input gradient is itself a stride-1 convolution (of
 the output gradient with the flipped kernel), and the kernel gradient is F(r, m) over the
-same tiles (``kernel_grad``). The transforms run as compiled loops (``kernels``), or as
-``einsum`` in NumPy, which also documents what they compute; the tests check both against
-each other and against im2col.
+same tiles (``kernel_grad``). The transforms run as straight-line loops generated for the
+tiling's matrices (``transforms``; batches of ``GENERATED_MIN_IMAGES`` or more), as general
+compiled loops (``kernels``), or as ``einsum`` in NumPy, which also documents what they
+compute; the tests check all three against each other and against im2col.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import parallel
-from . import kernels
+from . import kernels, transforms
 from .padding import pad_into
 from .shapes import Padding2D
 
+GENERATED_MIN_IMAGES = 32  # from this many images a call uses the transforms generated for its tiling
 MAX_TILE = 8  # a = m + r - 1 <= 8: points up to +-2 and +-1/2 keep float32 error near 1e-6
 _POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2))
 
@@ -108,17 +110,6 @@ def tile_size(out_size: int, r: int) -> int:
     return min(choices, key=lambda m: (-(-out_size // m) * (m + r - 1), m))
 
 
-def _row_nonzeros(mat: np.ndarray):
-    """(columns, weights, counts) of each row's nonzero entries: what the compiled transforms loop over."""
-    counts = np.count_nonzero(mat, axis=1)
-    cols = np.zeros(mat.shape, np.int64)
-    weights = np.zeros(mat.shape, mat.dtype)
-    for i, row in enumerate(mat):
-        nonzero = np.flatnonzero(row)
-        cols[i, :len(nonzero)], weights[i, :len(nonzero)] = nonzero, row[nonzero]
-    return cols, weights, counts.astype(np.int64)
-
-
 def supports(kernel_hw, strides, dilation, groups: int) -> bool:
     """Whether Winograd applies: stride 1, no dilation, one group, each kernel side 1-7, not 1x1."""
     kh, kw = kernel_hw
@@ -183,19 +174,106 @@ def _transforms_numpy(ext, mat_h, mat_w, tiles_hw, steps, out):
     out[...] = np.einsum("ik,ntsklc,jl->ijntsc", mat_h, tiles, mat_w, optimize=True).reshape(out.shape)
 
 
-def _transform_tiles(ext, mats, rows, tiles_hw, steps, phases, scratch, out) -> None:
-    """``_transforms_numpy``, by the compiled loops when ``rows`` (the matrices' nonzeros) are given.
+def loops_for(n: int) -> str | None:
+    """Which loops transform the tiles of ``n`` images: 'generated', 'kernels' or None (NumPy's einsum).
 
-    ``phases`` (n, Hx, m_w, Wx // m_w, C) and ``scratch`` are the compiled loops' buffers.
+    The generated loops (``transforms``) are compiled for each tiling, about a second the first
+    time on a machine: for small batches the general compiled loops of ``kernels`` are faster.
     """
-    if rows is None:
+    if not kernels.enabled():
+        return None
+    return "generated" if n >= GENERATED_MIN_IMAGES else "kernels"
+
+
+def _row_nonzeros(mat: np.ndarray):
+    """(columns, weights, counts) of each row's nonzero entries: what ``kernels``' transforms loop over."""
+    counts = np.count_nonzero(mat, axis=1)
+    cols = np.zeros(mat.shape, np.int64)
+    weights = np.zeros(mat.shape, mat.dtype)
+    for i, row in enumerate(mat):
+        nonzero = np.flatnonzero(row)
+        cols[i, :len(nonzero)], weights[i, :len(nonzero)] = nonzero, row[nonzero]
+    return cols, weights, counts.astype(np.int64)
+
+
+def _transform_tiles(ext, mats, loops, tiles_hw, steps, phases, scratch, out) -> None:
+    """``_transforms_numpy``, by compiled ``loops`` (see ``loops_for``) unless None.
+
+    ``phases`` (n, Hx, m_w, Wx // m_w, C) and ``scratch`` (``transform_scratch``) are their buffers.
+    """
+    if loops is None:
         _transforms_numpy(ext, *mats, tiles_hw, steps, out)
         return
     nb, hx, wx, c = ext.shape
-    m_w = steps[1]
+    (m_h, m_w), (th, tw), (mat_h, mat_w) = steps, tiles_hw, mats
     # column phases: phases[b, y, p, q] = ext[b, y, q*m_w + p], so each tile column is a contiguous run
     np.copyto(phases[:nb], ext.reshape(nb, hx, wx // m_w, m_w, c).transpose(0, 1, 3, 2, 4))
-    kernels.winograd_input(phases[:nb], *rows, steps[0], *tiles_hw, scratch, out.reshape(-1))
+    if loops == "kernels":
+        kernels.winograd_input(phases[:nb], _row_nonzeros(mat_h), _row_nonzeros(mat_w), m_h, th, tw, scratch,
+                               out.reshape(-1))
+        return
+    tables = _transform_offsets(nb, hx, m_w, wx // m_w, c, m_h, th, tw, mat_h.shape, mat_w.shape)
+    s_al, d_al, s_dn, d_dn = tables
+    transforms.compiled("transform", mat_h, mat_w, ext.dtype)(
+        phases.reshape(-1), s_al, d_al, scratch, s_dn, out.reshape(-1), d_dn, nb, hx * wx * c, th * tw * c, tw * c)
+
+
+def transform_scratch(hx: int, mat_w: np.ndarray, tw: int, c: int) -> int:
+    """Values of scratch the compiled tile transform needs: one image's rows, transformed along."""
+    return hx * mat_w.shape[0] * tw * c
+
+
+@lru_cache(maxsize=64)
+def _transform_offsets(n, hx, m_w, u, c, m_h, th, tw, shape_h, shape_w):
+    """Flat offsets of the tile transform's two passes, per image (see ``transforms.leaf_source``).
+
+    Along each row: group y, sources the W columns l of every tile of that row in ``phases``
+    (Hx, m_w, U, C), outputs scratch (Hx, rows_w, tw*C). Down each column: group (ty, j),
+    sources scratch rows ty*m_h + k, outputs out (rows_h, rows_w, n*th*tw, C) of n images.
+    """
+    (rows_h, cols_h), (rows_w, cols_w) = shape_h, shape_w
+    run = tw * c
+    y = np.arange(hx)[:, None]
+    l = np.arange(cols_w)
+    s_along = ((y * m_w + l % m_w) * u + l // m_w) * c  # (Hx, cols_w)
+    d_along = (y * rows_w + np.arange(rows_w)) * run  # (Hx, rows_w)
+    ty, j = (a.reshape(-1, 1) for a in np.meshgrid(np.arange(th), np.arange(rows_w), indexing="ij"))
+    s_down = ((ty * m_h + np.arange(cols_h)) * rows_w + j) * run  # (th*rows_w, cols_h)
+    d_down = ((np.arange(rows_h) * rows_w + j) * (n * th * tw) + ty * tw) * c  # (th*rows_w, rows_h)
+    return tuple(np.ascontiguousarray(t, np.int64) for t in (s_along, d_along, s_down, d_down))
+
+
+@lru_cache(maxsize=64)
+def _untransform_offsets(n, ho, wo, f, th, tw, m_h, m_w, a_h, a_w):
+    """Flat offsets of the output transform's two passes (A^T of (m, a) on each axis), per tile row.
+
+    Down each column: group v, sources products (a_h, a_w, n*th*tw, F) of the tile row's tiles,
+    outputs scratch (m_h, a_w, tw*F). Along each row: group (ty, i, tx), outputs y (Ho, Wo, F)
+    offsets, -1 for the rows and columns of tiles that overhang the bottom or right edge.
+    """
+    t_all = n * th * tw
+    v = np.arange(a_w)[:, None]
+    s_down = (np.arange(a_h) * a_w + v) * t_all * f  # (a_w, a_h)
+    d_down = (np.arange(m_h) * a_w + v) * tw * f  # (a_w, m_h)
+    ty, i, tx = (a.reshape(-1, 1) for a in np.meshgrid(np.arange(th), np.arange(m_h), np.arange(tw), indexing="ij"))
+    s_along = ((i * a_w + np.arange(a_w)) * tw + tx) * f  # (th*m_h*tw, a_w)
+    row, col = ty * m_h + i, tx * m_w + np.arange(m_w)
+    d_along = np.where((row < ho) & (col < wo), (row * wo + col) * f, -1)  # (th*m_h*tw, m_w)
+    return tuple(np.ascontiguousarray(t, np.int64) for t in (s_down, d_down, s_along, d_along))
+
+
+def _untransform_tiles(products, at_h, at_w, bias, n, tiles_hw, scratch, y_store, b0, y_shape) -> None:
+    """y[b0:b0+n] = bias + A^T M A of every tile of ``products`` (a_h, a_w, n*th*tw, F), flat, compiled.
+
+    ``y_store`` is y (N, Ho, Wo, F) flat with F values after it, where the parts of tiles that
+    overhang the edges go.
+    """
+    _, ho, wo, f = y_shape
+    (th, tw), (m_h, a_h), (m_w, a_w) = tiles_hw, at_h.shape, at_w.shape
+    s_dn, d_dn, s_al, d_al = _untransform_offsets(n, ho, wo, f, th, tw, m_h, m_w, a_h, a_w)
+    transforms.compiled("untransform", at_h, at_w, products.dtype)(
+        products, s_dn, d_dn, scratch, s_al, d_al, y_store, n, th, tw * f, ho * wo * f, b0 * ho * wo * f,
+        len(y_store) - f, tw * f, f, bias)
 
 
 def _untransform_numpy(products, at_h, at_w, n, tiles_hw, y):
@@ -226,9 +304,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     at_h, g_h, bt_h = transform_matrices(m_h, kh)
     at_w, g_w, bt_w = transform_matrices(m_w, kw)
     at_h, bt_h, at_w, bt_w = (mat.astype(x.dtype) for mat in (at_h, bt_h, at_w, bt_w))
-    compiled = kernels.enabled()
-    rows_bt = (_row_nonzeros(bt_h), _row_nonzeros(bt_w)) if compiled else None
-    rows_at = (_row_nonzeros(at_h), _row_nonzeros(at_w)) if compiled else None
+    loops = loops_for(n)
     # G g G^T for every (input, output) channel pair, in float64: one (C, F) matrix per tile point.
     # Under compute(): BLAS on one thread. A multi-threaded call here leaves OpenBLAS's threads
     # spinning, and they take cores from the parts below (measured 2x slower).
@@ -239,17 +315,20 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     tiles_per_image = tiles.per_image
     step = max(1, max_bytes // tiles.bytes_per_image(c, f, x.itemsize))  # images per block: in cache
     xp = np.empty((n, hp, wp, c), x.dtype) if keep_padded else None  # (N, Hp, Wp, C) for backward
-    y = np.empty((n, ho, wo, f), x.dtype) if then is None else None
+    # y (N, Ho, Wo, F), stored with F values after it: where tiles put their columns past the right edge
+    y_store = np.empty(n * ho * wo * f + f, x.dtype) if then is None else None
+    y = y_store[:n * ho * wo * f].reshape(n, ho, wo, f) if then is None else None
 
     def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
         nb = min(step, n1 - n0)
         t_max = nb * tiles_per_image
         ext_buf = np.zeros((nb, hx, wx, c), x.dtype)  # below and right of the padded input: zeros, never written
-        phases = np.empty((nb, hx, m_w, ux, c), x.dtype) if compiled else None
+        phases = np.empty((nb, hx, m_w, ux, c), x.dtype) if loops else None
         v_buf = np.empty(a_h * a_w * t_max * c, x.dtype)
         m_buf = np.empty(a_h * a_w * t_max * f, x.dtype)
-        scratch = np.empty(max(hx * a_w * tw * c, m_h * a_w * tw * f), x.dtype) if compiled else None
-        y_buf = np.empty((nb, ho, wo, f), x.dtype) if then is not None else None
+        scratch = np.empty(max(transform_scratch(hx, bt_w, tw, c), m_h * a_w * tw * f), x.dtype) if loops else None
+        y_buf_store = np.empty(nb * ho * wo * f + f, x.dtype) if then is not None else None  # as y_store
+        y_buf = y_buf_store[:nb * ho * wo * f].reshape(nb, ho, wo, f) if then is not None else None
         if keep_padded:
             pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
         for b0 in range(n0, n1, step):
@@ -262,12 +341,18 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
             else:
                 pad_into(ext[:, :hp, :wp], x[b0:b1], padding, padding_mode)
             v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
-            _transform_tiles(ext, (bt_h, bt_w), rows_bt, (th, tw), (m_h, m_w), phases, scratch, v)
+            _transform_tiles(ext, (bt_h, bt_w), loops, (th, tw), (m_h, m_w), phases, scratch, v)
             products = m_buf[:a_h * a_w * t * f].reshape(a_h * a_w, t, f)
             np.matmul(v.reshape(a_h * a_w, t, c), u, out=products)  # (a_h*a_w, tiles, F): the only real work
             y_block = y[b0:b1] if then is None else y_buf[:nb]
-            if compiled:
-                kernels.winograd_output(m_buf, *rows_at, bias, nb, th, tw, scratch, y_block)
+            if loops == "kernels":
+                kernels.winograd_output(m_buf, _row_nonzeros(at_h), _row_nonzeros(at_w), bias, nb, th, tw, scratch,
+                                        y_block)
+            elif loops == "generated":
+                if then is None:
+                    _untransform_tiles(m_buf, at_h, at_w, bias, nb, (th, tw), scratch, y_store, b0, y.shape)
+                else:
+                    _untransform_tiles(m_buf, at_h, at_w, bias, nb, (th, tw), scratch, y_buf_store, 0, y_buf.shape)
             else:
                 y_block[...] = bias
                 _untransform_numpy(products.reshape(a_h, a_w, t, f), at_h, at_w, nb, (th, tw), y_block)
@@ -297,9 +382,7 @@ def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tu
     bt_h, bt_w = (transform_matrices(m, r)[2].astype(xp.dtype) for m, r in ((m_h, kh), (m_w, kw)))
     (at_h, g_h, _), (at_w, g_w, _) = transform_matrices(kh, m_h), transform_matrices(kw, m_w)  # F(r, m)
     g_h, g_w = g_h.astype(xp.dtype), g_w.astype(xp.dtype)
-    compiled = kernels.enabled()
-    rows_v = (_row_nonzeros(bt_h), _row_nonzeros(bt_w)) if compiled else None
-    rows_z = (_row_nonzeros(g_h), _row_nonzeros(g_w)) if compiled else None
+    loops = loops_for(n)
     tiles_per_image = tiles.per_image
     image_bytes = (a_h * a_w * tiles_per_image * (c + f) + hx * wx * c + th * m_h * tw * m_w * f) * xp.itemsize
     step = max(1, max_bytes // image_bytes)
@@ -310,9 +393,10 @@ def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tu
         dz_buf = np.zeros((nb, th * m_h, tw * m_w, f), xp.dtype)
         v_buf = np.empty(a_h * a_w * nb * tiles_per_image * c, xp.dtype)
         z_buf = np.empty(a_h * a_w * nb * tiles_per_image * f, xp.dtype)
-        phases_v = np.empty((nb, hx, m_w, ux, c), xp.dtype) if compiled else None
-        phases_z = np.empty((nb, th * m_h, m_w, tw, f), xp.dtype) if compiled else None
-        scratch = np.empty(max(hx * a_w * tw * c, th * m_h * a_w * tw * f), xp.dtype) if compiled else None
+        phases_v = np.empty((nb, hx, m_w, ux, c), xp.dtype) if loops else None
+        phases_z = np.empty((nb, th * m_h, m_w, tw, f), xp.dtype) if loops else None
+        scratch = np.empty(max(transform_scratch(hx, bt_w, tw, c), transform_scratch(th * m_h, g_w, tw, f)),
+                           xp.dtype) if loops else None
         total = np.zeros((a_h * a_w, c, f), xp.dtype)
         products = np.empty_like(total)
         dbias = np.zeros(f, xp.dtype)
@@ -323,8 +407,8 @@ def kernel_grad(xp: np.ndarray, dz: np.ndarray, kernel_hw, max_bytes: int) -> tu
             dz_buf[:b1 - b0, :ho, :wo] = dz[b0:b1]
             v = v_buf[:a_h * a_w * t * c].reshape(a_h, a_w, t, c)
             z = z_buf[:a_h * a_w * t * f].reshape(a_h, a_w, t, f)
-            _transform_tiles(ext_buf[:b1 - b0], (bt_h, bt_w), rows_v, (th, tw), (m_h, m_w), phases_v, scratch, v)
-            _transform_tiles(dz_buf[:b1 - b0], (g_h, g_w), rows_z, (th, tw), (m_h, m_w), phases_z, scratch, z)
+            _transform_tiles(ext_buf[:b1 - b0], (bt_h, bt_w), loops, (th, tw), (m_h, m_w), phases_v, scratch, v)
+            _transform_tiles(dz_buf[:b1 - b0], (g_h, g_w), loops, (th, tw), (m_h, m_w), phases_z, scratch, z)
             # (a*a, C, tiles) @ (a*a, tiles, F): every tile point's sum over the block's tiles
             np.matmul(v.reshape(a_h * a_w, t, c).transpose(0, 2, 1), z.reshape(a_h * a_w, t, f), out=products)
             total += products
