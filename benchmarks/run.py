@@ -170,7 +170,8 @@ def format_report(r: dict) -> str:
     lines = [
         f"CPU: {cpu['model']} (family {cpu['family']}, model {cpu['model number']}), {cpu['cores']} cores, "
         f"{cpu['vector']}. BLAS: {info['gemm'].get('blas', '?')}; numba {'on' if info['convlayer'].get('numba') else 'off'}; "
-        f"torch CPU capability {info.get('torch NCHW', {}).get('cpu capability', '?')}. {versions}.",
+        f"torch CPU capability {info.get('torch NCHW', {}).get('cpu capability', '?')}; TensorFlow's oneDNN "
+        f"{'on' if info.get('tensorflow', {}).get('onednn') else 'off'}. {versions}.",
         "",
         f"Each contestant in its own process, {r['threads']} threads; {r['rounds']} interleaved rounds, medians; "
         f"{r['warm_s']} s of untimed work before each timing. SGEMM peak ({GEMM_N}³, alone): "
