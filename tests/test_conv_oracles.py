@@ -123,13 +123,19 @@ for _mode in ("reflect", "replicate", "circular"):
 
 
 
+DIRECT_FILTERS = (8, 16, 24, 32)  # every register tile of the direct convolution: 8x1, 4x2, 8x1 thrice, 2x4
+
+
 def with_algorithms(cases):
-    """Each case computed by im2col, and again by Winograd where it applies (stride 1, no dilation...)."""
+    """Each case computed by im2col, again by Winograd where it applies (stride 1, no dilation...), and
+    by the direct convolution where it applies (one group), with filters made a multiple of 8."""
     out = []
-    for case in cases:
+    for i, case in enumerate(cases):
         out.append(replace(case, algorithm="im2col"))
         if winograd.supports(case.kernel, case.strides, case.dilation, case.groups):
             out.append(replace(case, algorithm="winograd"))
+        if case.groups == 1:
+            out.append(replace(case, filters=DIRECT_FILTERS[i % len(DIRECT_FILTERS)], algorithm="direct"))
     return out
 
 

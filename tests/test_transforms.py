@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from convlayer.functional import conv2d_backward, conv2d_forward, kernels, transforms, winograd
+from convlayer.functional import codegen, conv2d_backward, conv2d_forward, kernels, transforms, winograd
 from reference import assert_close, conv2d_reference
 
 
@@ -94,15 +94,15 @@ def test_the_generated_code_equals_its_matrix_for_any_matrix(rng):
 def test_generated_modules_are_cached_on_disk_and_built_in_memory_without_one(tmp_path, monkeypatch, rng):
     at, _, bt = winograd.transform_matrices(3, 3)
     monkeypatch.setenv("CONVLAYER_CACHE_DIR", str(tmp_path / "kernels"))
-    assert transforms.cache_dir() == tmp_path / "kernels"
+    assert codegen.cache_dir() == tmp_path / "kernels"
     source = transforms.module_source("transform", bt, bt, np.float32, cache=True)
-    namespace = transforms._load(source, "winograd_test_module")
+    namespace = codegen.load_module(source, "winograd_test_module")
     assert (tmp_path / "kernels" / "winograd_test_module.py").read_text() == source
     assert callable(namespace["tiles"])
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("CONVLAYER_CACHE_DIR", str(blocker / "kernels"))  # cannot be made: compiled in memory
-    assert transforms.cache_dir() is None
-    namespace = transforms._load(source, "winograd_test_module_2")
+    assert codegen.cache_dir() is None
+    namespace = codegen.load_module(source, "winograd_test_module_2")
     assert callable(namespace["tiles"])
     assert not list(tmp_path.glob("**/winograd_test_module_2.py"))

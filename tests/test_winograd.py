@@ -77,12 +77,17 @@ def test_tile_size_minimizes_the_gemm_work(out_size, r):
 # ---------------------------------------------------------------------------- choosing it
 
 
-def test_auto_takes_winograd_for_the_lessons_second_layer_only():
-    assert choose_algorithm("auto", (5, 5, 32, 64), (1, 1), (1, 1), 1) == ("winograd" if kernels.enabled()
-                                                                           else "im2col")
-    assert choose_algorithm("auto", (5, 5, 1, 32), (1, 1), (1, 1), 1) == "im2col"  # conv1: one input channel
-    assert choose_algorithm("auto", (3, 3, 16, 8), (2, 2), (1, 1), 1) == "im2col"  # strided
-    assert choose_algorithm("auto", (5, 5, WINOGRAD_MIN_CHANNELS - 1, 8), (1, 1), (1, 1), 1) == "im2col"
+def test_auto_takes_winograd_for_the_lessons_second_layer_and_direct_for_thin_layers():
+    compiled = kernels.enabled()
+    assert choose_algorithm("auto", (5, 5, 32, 64), (1, 1), (1, 1), 1) == ("winograd" if compiled else "im2col")
+    thin = "direct" if compiled else "im2col"
+    assert choose_algorithm("auto", (5, 5, 1, 32), (1, 1), (1, 1), 1) == thin  # conv1: one input channel
+    assert choose_algorithm("auto", (3, 3, 16, 32), (2, 2), (1, 1), 1) == thin  # the strided layer
+    assert choose_algorithm("auto", (5, 5, WINOGRAD_MIN_CHANNELS - 1, 8), (1, 1), (1, 1), 1) == thin
+    assert choose_algorithm("auto", (3, 3, 16, 12), (2, 2), (1, 1), 1) == "im2col"  # filters not a multiple of 8
+    assert choose_algorithm("auto", (3, 3, 16, 32), (2, 2), (1, 1), 2) == "im2col"  # groups
+    assert choose_algorithm("auto", (5, 5, 16, 32), (2, 2), (1, 1), 1) == "im2col"  # 400 taps: GEMM wins
+    assert choose_algorithm("auto", (5, 5, 1, 32), (1, 1), (1, 1), 1, None, np.float64) == "im2col"
     assert choose_algorithm("im2col", (5, 5, 32, 64), (1, 1), (1, 1), 1) == "im2col"
 
 
@@ -117,7 +122,7 @@ def test_unknown_algorithm_is_refused():
     x, k = np.zeros((1, 5, 5, 2)), np.zeros((3, 3, 2, 2))
     with pytest.raises(ValueError, match="algorithm must be one of"):
         conv2d_forward(x, k, algorithm="fft")
-    with pytest.raises(ValueError, match="conv.*algorithm must be one of 'auto', 'im2col', 'winograd'; got 'fast'"):
+    with pytest.raises(ValueError, match="conv.*algorithm must be one of 'auto', 'im2col', 'winograd', 'direct'; got 'fast'"):
         Conv2D(4, 3, algorithm="fast", name="conv")
     with pytest.raises(ValueError, match="algorithm='winograd' needs strides 1.*Use algorithm='auto' or 'im2col'"):
         Conv2D(4, 3, strides=2, algorithm="winograd")
@@ -273,3 +278,4 @@ def test_the_learn_page_example_runs():
     page = Path(__file__).resolve().parents[1] / "docs" / "learn.md"
     result = doctest.testfile(str(page), module_relative=False)
     assert result.attempted >= 5 and result.failed == 0
+

@@ -20,7 +20,9 @@ and multiplies its own images with its own buffer, and backward sums the parts' 
 gradients. Images never share a block, so parts never write to the same memory.
 
 Stride-1 layers with enough channels take Winograd's algorithm instead (``winograd``, chosen
-by ``choose_algorithm``): fewer multiplications, the same blocks and parts.
+by ``choose_algorithm``): fewer multiplications, the same blocks and parts. Thin layers (few
+taps: conv1, the strided layer) take a direct convolution (``direct``) forward, with no window
+copy; their backward is im2col's.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import parallel
-from . import kernels, winograd
+from . import direct, kernels, winograd
 from .padding import pad_into, pad_nhwc_backward
 from .shapes import Padding2D, conv_output_size
 
 MAX_CHUNK_BYTES = 2 << 20  # one im2col block: small enough to stay in cache while its GEMM runs (measured)
-ALGORITHMS = ("auto", "im2col", "winograd")
+ALGORITHMS = ("auto", "im2col", "winograd", "direct")
 WINOGRAD_MIN_CHANNELS = 8  # below this the (tiles, C) @ (C, F) GEMMs are too thin to pay for the transforms
 WINOGRAD_BLOCK_BYTES = 4 << 20  # Winograd's tiles per block: 9 of conv2's images (2 MB: 4, measured 5-8% slower)
 WINOGRAD_MAX_IMAGE_BYTES = 64 << 20  # 'auto' keeps bigger images on im2col, whose memory is bounded per row band
@@ -195,11 +197,15 @@ class ConvCache:
     padding_mode: str
     out_hw: tuple[int, int]
     max_chunk_bytes: int
-    algorithm: str  # 'im2col' or 'winograd', as chosen by forward
+    algorithm: str  # 'im2col', 'winograd' or 'direct' (whose backward is im2col's), as chosen by forward
 
 
-def check_algorithm(algorithm, kernel_hw, strides, dilation, groups: int, *, owner: str = "") -> None:
-    """Raise ValueError unless ``algorithm`` is one of ``ALGORITHMS`` and can compute this geometry."""
+def check_algorithm(algorithm, kernel_hw, strides, dilation, groups: int, *, filters: int | None = None,
+                    dtype=None, owner: str = "") -> None:
+    """Raise ValueError unless ``algorithm`` is one of ``ALGORITHMS`` and can compute this geometry.
+
+    ``filters`` and ``dtype``, where known, are checked for 'direct' too.
+    """
     where = f"{owner}: " if owner else ""
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"{where}algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}.")
@@ -207,26 +213,38 @@ def check_algorithm(algorithm, kernel_hw, strides, dilation, groups: int, *, own
         raise ValueError(f"{where}algorithm='winograd' needs strides 1, dilation 1, groups=1 and a kernel "
                          f"2-{winograd.MAX_TILE - 1} wide; got kernel {tuple(kernel_hw)}, strides {tuple(strides)}, "
                          f"dilation {tuple(dilation)}, groups {groups}. Use algorithm='auto' or 'im2col'.")
+    if algorithm == "direct":
+        why = direct.unsupported(filters, groups, dtype)
+        if why:
+            raise ValueError(f"{where}algorithm='direct' needs numba, float32, groups=1 and a multiple of "
+                             f"{direct.LANES} filters; {why}. Use algorithm='auto' or 'im2col'.")
 
 
 def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: int, out_hw=None,
-                     itemsize: int = 4) -> str:
-    """'im2col' or 'winograd' for ``algorithm`` ('auto', 'im2col' or 'winograd') and this geometry.
+                     dtype=np.float32) -> str:
+    """'im2col', 'winograd' or 'direct' for ``algorithm`` (one of ``ALGORITHMS``) and this geometry.
 
     'auto' takes Winograd where it applies (stride 1, no dilation, one group, kernel 2-7 wide)
     and wins: at least ``WINOGRAD_MIN_CHANNELS`` input channels, with the compiled transforms,
     and, given the output size ``out_hw``, one image's tiles within ``WINOGRAD_MAX_IMAGE_BYTES``
-    (Winograd works on whole images; im2col also splits an image into bands of rows).
+    (Winograd works on whole images; im2col also splits an image into bands of rows). Otherwise
+    the direct convolution where it applies and the windows are short (``direct.MAX_DEPTH``
+    taps), else im2col.
     """
     kh, kw, c_group, f_out = kernel_shape
-    check_algorithm(algorithm, (kh, kw), strides, dilation, groups)
+    check_algorithm(algorithm, (kh, kw), strides, dilation, groups, filters=f_out, dtype=dtype)
     if algorithm != "auto":
         return algorithm
+    itemsize = np.dtype(dtype).itemsize
     small = out_hw is None or (winograd.tiling(out_hw, (kh, kw)).bytes_per_image(c_group, f_out, itemsize)
                                <= WINOGRAD_MAX_IMAGE_BYTES)
     wins = (winograd.supports((kh, kw), strides, dilation, groups) and c_group >= WINOGRAD_MIN_CHANNELS
             and kernels.enabled() and small)
-    return "winograd" if wins else "im2col"
+    if wins:
+        return "winograd"
+    if not direct.unsupported(f_out, groups, dtype) and kh * kw * c_group <= direct.MAX_DEPTH:
+        return "direct"
+    return "im2col"
 
 
 # ---------------------------------------------------------------------------- public
@@ -263,8 +281,9 @@ def conv2d_forward(
             (e.g. ReLU); backward then receives the gradient w.r.t. the pre-epilogue output.
         max_chunk_bytes: size of one block (default ``MAX_CHUNK_BYTES`` for im2col,
             ``WINOGRAD_BLOCK_BYTES`` for Winograd).
-        algorithm: 'im2col', 'winograd' (see ``winograd``; stride 1, no dilation, one group)
-            or 'auto' (``choose_algorithm``). Backward uses the same one.
+        algorithm: 'im2col', 'winograd' (see ``winograd``; stride 1, no dilation, one group),
+            'direct' (see ``direct``; float32, one group, filters a multiple of 8; backward is
+            im2col's) or 'auto' (``choose_algorithm``). Backward uses the same one.
         then: inference only (no cache): ``then(block, n0)`` receives each finished block of
             whole images (n0: the first one's index), after the epilogue, while it is in cache,
             e.g. to pool it; y is then not returned (None), and blocks go to a per-core buffer
@@ -284,12 +303,15 @@ def conv2d_forward(
     out_hw = (conv_output_size(height, kh, strides[0], dilation[0], (top, bottom)),
               conv_output_size(width, kw, strides[1], dilation[1], (left, right)))
     assert min(out_hw) > 0 and c_group * groups == c_in, "callers validate the geometry"
-    algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups, out_hw, x.itemsize)
+    algorithm = choose_algorithm(algorithm, kernel.shape, strides, dilation, groups, out_hw, x.dtype)
     max_chunk_bytes = max_chunk_bytes or (WINOGRAD_BLOCK_BYTES if algorithm == "winograd" else MAX_CHUNK_BYTES)
     assert then is None or not keep_cache, "then= is for inference: backward needs the whole output"
     if algorithm == "winograd":
         y, xp = winograd.conv2d(x, kernel, bias, padding, padding_mode, epilogue, max_chunk_bytes,
                                 keep_padded=keep_cache, then=then)
+    elif algorithm == "direct":
+        y, xp = direct.conv2d(x, kernel, bias, strides, padding, dilation, padding_mode, epilogue, out_hw,
+                              max_chunk_bytes, keep_padded=keep_cache, then=then)
     else:
         y, xp = _im2col_forward(x, kernel, bias, strides, padding, dilation, groups, padding_mode, epilogue,
                                 out_hw, max_chunk_bytes, then)

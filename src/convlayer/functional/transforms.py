@@ -19,21 +19,18 @@ Each tiling gets one compiled function (``module_source``) that runs both passes
 image, so the rows transformed along one axis are still in cache when the other pass reads
 them; ``winograd`` gives it the flat offsets of every run as small tables.
 
-The source is written to a file in the user's cache (``cache_dir``), so numba's on-disk cache
-keeps the compiled code between runs; where nothing can be written, it compiles in memory.
+The source is written to a file in the user's cache (``codegen.cache_dir``), so numba's on-disk
+cache keeps the compiled code between runs; where nothing can be written, it compiles in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import sys
-import tempfile
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
+
+from . import codegen
 
 
 def _weighted(terms: list[tuple[float, str]], literal) -> str:
@@ -167,45 +164,11 @@ def module_source(kind: str, mat_h: np.ndarray, mat_w: np.ndarray, dtype, cache:
     return "\n".join(lines + _indent(body, 1)) + "\n"
 
 
-def cache_dir() -> Path | None:
-    """Where the generated modules go: $CONVLAYER_CACHE_DIR, else the user's cache; None if not writable."""
-    root = os.environ.get("CONVLAYER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "convlayer", "kernels")
-    path = Path(root)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, delete=True)
-        probe.close()
-    except OSError:
-        return None
-    return path
-
-
-def _load(source: str, name: str):
-    """The module of ``source``: imported from the cache directory (numba caches it there) or built in memory."""
-    directory = cache_dir()
-    if directory is None:
-        namespace: dict = {}
-        exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"), namespace)
-        return namespace
-    path = directory / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(source)
-        os.replace(tmp, path)  # atomic: a concurrent run reads the old file or this one
-    spec = importlib.util.spec_from_file_location(f"convlayer_kernels.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return vars(module)
-
-
 @lru_cache(maxsize=None)
 def _compiled(kind: str, key_h: bytes, shape_h, key_w: bytes, shape_w, dtype_name: str):
     mat_h, mat_w = np.frombuffer(key_h).reshape(shape_h), np.frombuffer(key_w).reshape(shape_w)
     source = module_source(kind, mat_h, mat_w, dtype_name, cache=True)
-    return _load(source, f"winograd_{hashlib.sha1(source.encode()).hexdigest()[:16]}")["tiles"]
+    return codegen.load_module(source, f"winograd_{hashlib.sha1(source.encode()).hexdigest()[:16]}")["tiles"]
 
 
 def compiled(kind: str, mat_h: np.ndarray, mat_w: np.ndarray, dtype):

@@ -1,0 +1,90 @@
+"""The direct convolution (functional/direct.py): register tiles, width remainders, blocks, epilogue and then=.
+
+Its oracle tests against TensorFlow and PyTorch are in test_conv_oracles.py (every grid case
+again with algorithm='direct'); here it is checked against float64 im2col on what the grid
+does not vary: the filters of each register tile, images split into several blocks, output
+widths that leave a remainder after the P-pixel tiles, and inference's fused epilogue and then=.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convlayer.functional import conv2d_backward, conv2d_forward, direct, kernels
+from convlayer.functional.conv import choose_algorithm
+
+pytestmark = pytest.mark.skipif(not kernels.enabled(), reason="the direct convolution needs numba (CONVLAYER_NUMBA=0)")
+
+
+def reference(x, kernel, bias, **geometry):
+    y, _ = conv2d_forward(x.astype(np.float64), kernel.astype(np.float64), bias.astype(np.float64),
+                          algorithm="im2col", keep_cache=False, **geometry)
+    return y
+
+
+@pytest.mark.parametrize("filters", [8, 16, 24, 32, 64])
+@pytest.mark.parametrize("width", [1, 2, 5, 9])  # remainders after tiles of 2, 4 and 8 pixels
+@pytest.mark.parametrize("strides, dilation", [((1, 1), (1, 1)), ((2, 3), (1, 1)), ((1, 1), (2, 3))])
+def test_direct_equals_float64_im2col(rng, filters, width, strides, dilation):
+    x = rng.standard_normal((3, 7, width + 4, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 2, 3, filters)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    geometry = dict(strides=strides, dilation=dilation, padding=((1, 2), (2, 1)))
+    expected = reference(x, kernel, bias, **geometry)
+    y, cache = conv2d_forward(x, kernel, bias, algorithm="direct", max_chunk_bytes=1, **geometry)  # a block per image
+    assert cache.algorithm == "direct" and y.dtype == np.float32
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = conv2d_backward(dy, cache)  # im2col's backward on the padded input the direct forward kept
+    expected_grads = conv2d_backward(dy, conv2d_forward(x, kernel, bias, algorithm="im2col", **geometry)[1])
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_direct_fused_epilogue_and_blocks_handed_on(rng, mode):
+    x = rng.standard_normal((10, 9, 8, 1)).astype(np.float32)
+    kernel = rng.standard_normal((5, 5, 1, 32)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    geometry = dict(padding=((2, 2), (2, 2)), padding_mode=mode)
+    expected = np.maximum(reference(x, kernel, bias, **geometry), 0)
+    relu = lambda block: np.maximum(block, 0, out=block)  # noqa: E731
+    y, _ = conv2d_forward(x, kernel, bias, algorithm="direct", keep_cache=False, epilogue=relu, **geometry)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    seen = np.full_like(y, np.nan)
+
+    def then(block, n0):
+        seen[n0:n0 + len(block)] = block
+
+    out, _ = conv2d_forward(x, kernel, bias, algorithm="direct", keep_cache=False, epilogue=relu, then=then,
+                            max_chunk_bytes=3 * 9 * 8 * 32 * 4, **geometry)  # blocks of 3 images
+    assert out is None
+    np.testing.assert_array_equal(seen, y)
+
+
+@pytest.mark.parametrize("kernel_shape, groups, dtype, why", [
+    ((3, 3, 4, 12), 1, np.float32, "got 12 filters"),
+    ((3, 3, 4, 16), 2, np.float32, "got groups=2"),
+    ((3, 3, 4, 16), 1, np.float64, "got float64"),
+])
+def test_direct_refuses_what_it_cannot_compute(kernel_shape, groups, dtype, why):
+    with pytest.raises(ValueError, match=f"algorithm='direct' needs numba, float32, groups=1 and a multiple of 8 "
+                                         f"filters; {why}. Use algorithm='auto' or 'im2col'."):
+        choose_algorithm("direct", kernel_shape, (1, 1), (1, 1), groups, None, dtype)
+
+
+def test_direct_is_refused_without_numba():
+    kernels.set_enabled(False)
+    try:
+        with pytest.raises(ValueError, match="numba is off"):
+            choose_algorithm("direct", (3, 3, 4, 16), (1, 1), (1, 1), 1)
+        assert choose_algorithm("auto", (5, 5, 1, 32), (1, 1), (1, 1), 1) == "im2col"
+    finally:
+        kernels.set_enabled(True)
+
+
+def test_register_tiles_hold_eight_vectors():
+    for filters in (8, 16, 24, 32, 48, 64, 96):
+        pixels, groups = direct.register_tile(filters)
+        assert pixels * groups == 8 and filters % (direct.LANES * groups) == 0
