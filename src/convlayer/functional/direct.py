@@ -69,22 +69,27 @@ def register_tile(filters: int) -> tuple[int, int]:
 
 
 def module_source(kw: int, sw: int, dw: int, pixels: int, groups: int) -> str:
-    """A module with one compiled function ``conv(xp, w, b, y, kh, sh, dh)``: the sketch in this module's docstring.
+    """A module with one compiled function, the sketch in this module's docstring::
 
-    xp (n, Hp, Wp, C), y (n, Ho, Wo, F), w (kh*kw*C*F,) and b (F,) are contiguous float32;
-    F is a multiple of 8 * ``groups``.
+        conv(x, pads, dst, per_image, w, b, y, kh, sh, dh)
+
+    x (n, H, W, C), y (n, Ho, Wo, F), w (kh*kw*C*F,) and b (F,) are contiguous float32; F is a
+    multiple of 8 * ``groups``. With ``dst`` (n or 1, Hp, Wp, C), each image is first copied
+    into it with ``pads`` = (top, left) rows and columns of zeros around it (into its own
+    image of ``dst`` when ``per_image``, else into dst[0], reused) and read from there while
+    it is in cache; with an empty ``dst``, x is read as the padded input itself.
     """
     def block(p_count: int) -> list[str]:
-        lines = [f"xb = ((img * hp + i * sh) * wp + j * {sw}) * c", "o = ((img * ho + i) * wo + j) * f + f0"]
+        lines = [f"xb = base + (i * sh * wp + j * {sw}) * c", "o = ((img * ho + i) * wo + j) * f + f0"]
         for g in range(groups):
             lines.append(f"b{g} = load(b, f0 + {LANES * g})")
             lines += [f"a{p}_{g} = b{g}" for p in range(p_count)]
         body = ["xo = xb + a * dh * row + ch", f"wt = (a * {kw} * c + ch) * f + f0"]
         for tap in range(kw):
-            body += [f"w{g} = load(w, wt + {tap} * tap_w + {LANES * g})" for g in range(groups)]
-            for p in range(p_count):
-                body.append(f"x{p} = broadcast(x, xo + {p} * pixel_x + {tap} * tap_x)")
-                body += [f"a{p}_{g} = fma(x{p}, w{g}, a{p}_{g})" for g in range(groups)]
+            body += [f"x{p} = broadcast(src, xo + {p} * pixel_x + {tap} * tap_x)" for p in range(p_count)]
+            for g in range(groups):
+                body.append(f"w{g} = load(w, wt + {tap} * tap_w + {LANES * g})")
+                body += [f"a{p}_{g} = fma(x{p}, w{g}, a{p}_{g})" for p in range(p_count)]
         lines += ["for a in range(kh):", "    for ch in range(c):"] + ["        " + line for line in body]
         lines += [f"store(out, o + {p} * f + {LANES * g}, a{p}_{g})" for p in range(p_count) for g in range(groups)]
         return lines
@@ -97,20 +102,41 @@ def module_source(kw: int, sw: int, dw: int, pixels: int, groups: int) -> str:
         "",
         "",
         "@numba.njit(nogil=True, cache=True)",
-        "def conv(xp, w, b, y, kh, sh, dh):  # pragma: no cover - compiled",
-        "    n, hp, wp, c = xp.shape",
+        "def conv(x, pads, dst, per_image, w, b, y, kh, sh, dh):  # pragma: no cover - compiled",
+        "    n, h, wx, c = x.shape",
         "    _, ho, wo, f = y.shape",
-        "    x, out = xp.reshape(-1), y.reshape(-1)",
-        f"    row, pixel_x, tap_x, tap_w = wp * c, {sw} * c, {dw} * c, c * f",
+        "    copy = dst.size > 0",
+        "    top, left = pads",
+        "    hp, wp = (dst.shape[1], dst.shape[2]) if copy else (h, wx)",
+        "    flat, pad, out = x.reshape(-1), dst.reshape(-1), y.reshape(-1)",
+        "    image, run, row = hp * wp * c, wx * c, wp * c",
+        f"    pixel_x, tap_x, tap_w = {sw} * c, {dw} * c, c * f",
         "    for img in range(n):",
+        "        if copy:  # the padded image: its rows between zeros (a reused image keeps its zeros)",
+        "            base = img * image if per_image else 0",
+        "            if per_image or img == 0:",
+        "                pad[base:base + top * row] = 0",
+        "                pad[base + (top + h) * row:base + image] = 0",
+        "            for r in range(h):",
+        "                d0, s0 = base + (top + r) * row, (img * h + r) * run",
+        "                if per_image or img == 0:",
+        "                    pad[d0:d0 + left * c] = 0",
+        "                    pad[d0 + left * c + run:d0 + row] = 0",
+        "                pad[d0 + left * c:d0 + left * c + run] = flat[s0:s0 + run]",
+        "            src = pad",
+        "        else:",
+        "            base = img * image",
+        "            src = flat",
         "        for i in range(ho):",
         f"            for f0 in range(0, f, {LANES * groups}):",
         "                j = 0",
         f"                while j + {pixels} <= wo:",
     ]
     lines = head + ["                    " + line for line in block(pixels)]
-    lines += [f"                    j += {pixels}", "                while j < wo:"]
-    lines += ["                    " + line for line in block(1)] + ["                    j += 1"]
+    lines += [f"                    j += {pixels}", "                rest = wo - j  # fewer pixels than a tile: a tile of their own"]
+    for rest in range(1, pixels):
+        lines.append(f"                {'if' if rest == 1 else 'elif'} rest == {rest}:")
+        lines += ["                    " + line for line in block(rest)]
     return "\n".join(lines) + "\n"
 
 
@@ -128,39 +154,44 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, strides, 
 
     Returns ``(y, xp)``: y (N, Ho, Wo, F) (None with ``then``) and, with ``keep_padded``, the
     padded input (N, Hp, Wp, C) for backward. Blocks of whole images (``max_bytes`` of output)
-    go through the epilogue and ``then`` while in cache; without ``keep_padded`` each block is
-    padded into a per-core buffer instead of a whole padded copy.
+    go through the epilogue and ``then`` while in cache. Zero padding is done by the compiled
+    loop, image by image, just before the image is read: into ``xp`` when it is kept, else
+    into one per-core image. Other padding modes pad each core's images first.
     """
     n, height, width, c = x.shape
     kh, kw, _, f = kernel.shape
     (top, bottom), (left, right) = padding
-    hp, wp = height + top + bottom, width + left + right
-    padded = top or bottom or left or right
     pixels, groups = register_tile(f)
+    hp, wp = height + top + bottom, width + left + right
+    # The compiled loop checks no bounds: every window it reads must lie inside the padded input.
+    assert min(top, bottom, left, right) >= 0 and x.dtype == np.float32 and f % (LANES * groups) == 0
+    assert out_hw == ((hp - dilation[0] * (kh - 1) - 1) // strides[0] + 1,
+                      (wp - dilation[1] * (kw - 1) - 1) // strides[1] + 1) and min(out_hw) > 0
+    padded = bool(top or bottom or left or right)
+    fused = padded and padding_mode == "zeros"  # the compiled loop pads each image as it goes
     conv = compiled(kw, strides[1], dilation[1], pixels, groups)
     weights = np.ascontiguousarray(kernel, np.float32).reshape(-1)  # (kh*kw*C*F,)
     bias = np.zeros(f, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    x = np.ascontiguousarray(x)
     step = max(1, max_bytes // (out_hw[0] * out_hw[1] * f * 4))  # images per block
-    xp = (np.empty((n, hp, wp, c), np.float32) if padded else x) if keep_padded else None  # (N, Hp, Wp, C)
+    xp = np.empty((n, hp, wp, c), np.float32) if padded and (keep_padded or not fused) else x  # (N, Hp, Wp, C)
     y = np.empty((n, *out_hw, f), np.float32) if then is None else None  # (N, Ho, Wo, F)
+    pads = np.array([top, left], np.int64)
+    nothing = np.empty((0, 0, 0, 0), np.float32)
 
     def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
-        nb = min(step, n1 - n0)
-        if keep_padded and padded:
+        if padded and not fused:
             pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
-        ext = np.empty((nb, hp, wp, c), np.float32) if padded and not keep_padded else None  # per-core padded block
-        y_buf = np.empty((nb, *out_hw, f), np.float32) if then is not None else None
+        one = np.empty((1, hp, wp, c), np.float32) if fused and not keep_padded else None  # in cache, reused
+        y_buf = np.empty((min(step, n1 - n0), *out_hw, f), np.float32) if then is not None else None
         for b0 in range(n0, n1, step):
             b1 = min(b0 + step, n1)
-            if keep_padded:
-                src = xp[b0:b1]
-            elif padded:
-                src = ext[:b1 - b0]
-                pad_into(src, x[b0:b1], padding, padding_mode)
-            else:
-                src = x[b0:b1]
             y_block = y[b0:b1] if then is None else y_buf[:b1 - b0]
-            conv(np.ascontiguousarray(src), weights, bias, y_block, kh, strides[0], dilation[0])
+            if not fused:
+                conv(xp[b0:b1], pads, nothing, False, weights, bias, y_block, kh, strides[0], dilation[0])
+            else:
+                dst = xp[b0:b1] if keep_padded else one
+                conv(x[b0:b1], pads, dst, keep_padded, weights, bias, y_block, kh, strides[0], dilation[0])
             if epilogue is not None:
                 epilogue(y_block)
             if then is not None:
