@@ -26,7 +26,7 @@ def reference(x, kernel, bias, **geometry):
 @pytest.mark.parametrize("filters", [8, 16, 24, 32, 64])
 @pytest.mark.parametrize("width", [1, 2, 5, 9])  # remainders after tiles of 2, 4 and 8 pixels
 @pytest.mark.parametrize("strides, dilation", [((1, 1), (1, 1)), ((2, 3), (1, 1)), ((1, 1), (2, 3))])
-def test_direct_equals_float64_im2col(rng, filters, width, strides, dilation):
+def test_direct_forward_equals_float64_im2col(rng, filters, width, strides, dilation):
     x = rng.standard_normal((3, 7, width + 4, 3)).astype(np.float32)
     kernel = rng.standard_normal((3, 2, 3, filters)).astype(np.float32)
     bias = rng.standard_normal(filters).astype(np.float32)
@@ -35,11 +35,38 @@ def test_direct_equals_float64_im2col(rng, filters, width, strides, dilation):
     y, cache = conv2d_forward(x, kernel, bias, algorithm="direct", max_chunk_bytes=1, **geometry)  # a block per image
     assert cache.algorithm == "direct" and y.dtype == np.float32
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def gradients64(x, kernel, bias, dy, need_dx=True, **geometry):
+    _, cache = conv2d_forward(x.astype(np.float64), kernel.astype(np.float64), bias.astype(np.float64),
+                              algorithm="im2col", **geometry)
+    return conv2d_backward(dy.astype(np.float64), cache, need_dx=need_dx)
+
+
+@pytest.mark.parametrize("channels, filters", [(8, 8), (16, 32), (24, 16), (32, 24), (64, 8), (1, 32), (3, 16)])
+@pytest.mark.parametrize("width", [1, 3, 6, 11])  # remainders after tiles of 2, 4 and 8 output pixels
+@pytest.mark.parametrize("strides, dilation, padding", [
+    ((1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((2, 2), (1, 1), ((0, 1), (0, 1))),  # the strided layer's 'same'
+    ((2, 3), (2, 1), ((2, 0), (1, 2))),
+])
+def test_direct_gradients_equal_float64_im2col(rng, channels, filters, width, strides, dilation, padding):
+    """Kernel gradient (tiles of 1-8 taps), bias gradient and input gradient (channels in vectors of 8;
+    other channel counts compute the input gradient by im2col, and without it the rest directly)."""
+    x = rng.standard_normal((3, 6, width + 3, channels)).astype(np.float32)
+    kernel = rng.standard_normal((3, 2, channels, filters)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    geometry = dict(strides=strides, dilation=dilation, padding=padding)
+    y, cache = conv2d_forward(x, kernel, bias, algorithm="direct", **geometry)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    grads = conv2d_backward(dy, cache)  # im2col's backward on the padded input the direct forward kept
-    expected_grads = conv2d_backward(dy, conv2d_forward(x, kernel, bias, algorithm="im2col", **geometry)[1])
-    for got, want in zip(grads, expected_grads):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    for need_dx in (True, False):
+        got = conv2d_backward(dy, cache, need_dx=need_dx)
+        want = gradients64(x, kernel, bias, dy, need_dx, **geometry)
+        assert (got[0] is None) == (not need_dx)
+        for g, w in zip(got, want):
+            if w is not None:
+                assert g.dtype == np.float32 and g.shape == w.shape
+                np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * np.abs(w).max())
 
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect"])

@@ -384,6 +384,11 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
     """
     xp, kernel = cache.xp, cache.kernel
     dy = dy.astype(xp.dtype, copy=False)  # blocks are reshaped (copied if need be) inside the parts
+    if cache.algorithm == "direct" and direct.backward_supported(xp.shape[3], need_dx):
+        dz = _apply_epilogue_grad(dy, epilogue_grad)
+        dxp, dkernel, dbias = direct.conv2d_backward(dz, xp, kernel, cache.strides, cache.dilation, need_dx)
+        dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
+        return dx, dkernel, dbias if cache.has_bias else None
     if cache.algorithm == "winograd":  # whole-batch transforms: apply the epilogue's backward first
         dz = _apply_epilogue_grad(dy, epilogue_grad)
         dkernel, dbias = winograd.kernel_grad(xp, dz, kernel.shape[:2], cache.max_chunk_bytes)

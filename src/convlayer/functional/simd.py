@@ -95,3 +95,23 @@ def fma(typingctx, a, b, c):
         return builder.call(function, args)
 
     return f32x8(a, b, c), codegen
+
+
+@intrinsic
+def add(typingctx, a, b):
+    """``a + b`` lane by lane."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(*args)
+
+    return f32x8(a, b), codegen
+
+
+@intrinsic
+def zeros(typingctx):
+    """Eight zeros."""
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_VECTOR, [0.0] * LANES)
+
+    return f32x8(), codegen
