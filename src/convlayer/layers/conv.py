@@ -202,7 +202,8 @@ class Conv2D(KernelLayer):
         """conv2d_forward with this layer's settings; the activation fused when it can be."""
         pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
         act = self.activation
-        epilogue = (lambda block: act.forward(block, out=block)) if self._fused_activation else None
+        fused = self._fused_activation and act is not act_mod.linear  # nothing to do for linear
+        epilogue = (lambda block: act.forward(block, out=block)) if fused else None
         return conv2d_forward(
             x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,
             groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache, epilogue=epilogue,
@@ -252,7 +253,9 @@ class Conv2D(KernelLayer):
         conv_cache, pre_activation, y, batch_shape, fused = self._cache
         dy_nhwc, _ = self._to_nhwc(dy)
         act = self.activation
-        if fused:  # the element-wise activation's backward runs on each block inside conv2d_backward
+        if fused and act is act_mod.linear:  # dy is the convolution's output gradient itself
+            dx, dkernel, dbias = conv2d_backward(dy_nhwc, conv_cache, need_dx=need_input_grad)
+        elif fused:  # the element-wise activation's backward runs on each block inside conv2d_backward
             dx, dkernel, dbias = conv2d_backward(dy_nhwc, conv_cache, need_dx=need_input_grad,
                                                  epilogue_grad=lambda dy_block, index: act.backward(dy_block, None,
                                                                                                     y[index]))
