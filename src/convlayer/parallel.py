@@ -138,6 +138,36 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[k], bounds[k + 1]) for k in range(parts)]
 
 
+class SharedBlocks:
+    """The (lo, hi) blocks of ``range(n)``, ``step`` long, taken in turn by whichever part is ready.
+
+    With ``run``'s fixed halves, the part on a woken thread starts late (waking a sleeping thread
+    takes about 0.1 ms on this kind of VM) and the caller then waits for it; parts that take
+    blocks from one shared iterator finish together (measured: the direct convolution of conv1
+    and the strided layer 0.88x and 0.84x the time). Safe across threads: each block is one
+    step of a C-level range iterator, under the GIL.
+
+    >>> list(SharedBlocks(5, 2))
+    [(0, 2), (2, 4), (4, 5)]
+    """
+
+    def __init__(self, n: int, step: int):
+        self.n, self.step = n, max(1, step)
+        self._starts = iter(range(0, n, self.step))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[int, int]:
+        lo = next(self._starts)
+        return lo, min(lo + self.step, self.n)
+
+
+def block_size(n: int, most: int, per_part: int = 4) -> int:
+    """Items per shared block: ``per_part`` blocks for each part, at most ``most`` items each."""
+    return max(1, min(most, n // (per_part * get_num_threads())))
+
+
 def run(fn: Callable[[int, int], T], n: int, *, parts: int | None = None, min_size: int = 1) -> list[T]:
     """Call ``fn(lo, hi)`` on contiguous ranges of ``range(n)``, in parallel; results in range order.
 

@@ -235,12 +235,9 @@ def choose_algorithm(algorithm: str, kernel_shape, strides, dilation, groups: in
     check_algorithm(algorithm, (kh, kw), strides, dilation, groups, filters=f_out, dtype=dtype)
     if algorithm != "auto":
         return algorithm
-    itemsize = np.dtype(dtype).itemsize
-    small = out_hw is None or (winograd.tiling(out_hw, (kh, kw)).bytes_per_image(c_group, f_out, itemsize)
-                               <= WINOGRAD_MAX_IMAGE_BYTES)
-    wins = (winograd.supports((kh, kw), strides, dilation, groups) and c_group >= WINOGRAD_MIN_CHANNELS
-            and kernels.enabled() and small)
-    if wins:
+    if (winograd.supports((kh, kw), strides, dilation, groups) and c_group >= WINOGRAD_MIN_CHANNELS
+            and kernels.enabled() and (out_hw is None or winograd.tiling(out_hw, (kh, kw)).bytes_per_image(
+                c_group, f_out, np.dtype(dtype).itemsize) <= WINOGRAD_MAX_IMAGE_BYTES)):
         return "winograd"
     if not direct.unsupported(f_out, groups, dtype) and kh * kw * c_group <= direct.MAX_DEPTH:
         return "direct"

@@ -39,6 +39,8 @@ from .padding import pad_into
 from .shapes import Padding2D
 
 LANES = 8  # float32 values per vector (simd.LANES)
+GRAD_BLOCK_IMAGES = 4  # images per block in backward: their dz and padded input stay in L2 (conv1, strided)
+_NOTHING = np.empty((0, 0, 0, 0), np.float32)  # no padded copy: the input is read as it is
 MAX_DEPTH = 256  # taps (kh*kw*C) up to which 'auto' prefers this to im2col (measured: 25 and 144 win, 800 loses)
 
 
@@ -173,22 +175,20 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, strides, 
     weights = np.ascontiguousarray(kernel, np.float32).reshape(-1)  # (kh*kw*C*F,)
     bias = np.zeros(f, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     x = np.ascontiguousarray(x)
-    step = max(1, max_bytes // (out_hw[0] * out_hw[1] * f * 4))  # images per block
+    blocks = parallel.SharedBlocks(n, parallel.block_size(n, max_bytes // (out_hw[0] * out_hw[1] * f * 4)))
     xp = np.empty((n, hp, wp, c), np.float32) if padded and (keep_padded or not fused) else x  # (N, Hp, Wp, C)
     y = np.empty((n, *out_hw, f), np.float32) if then is None else None  # (N, Ho, Wo, F)
-    pads = np.array([top, left], np.int64)
-    nothing = np.empty((0, 0, 0, 0), np.float32)
+    pads = (top, left)
 
-    def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
-        if padded and not fused:
-            pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
+    def part(_n0: int, _n1: int) -> None:  # on one core: blocks of images, as they come
         one = np.empty((1, hp, wp, c), np.float32) if fused and not keep_padded else None  # in cache, reused
-        y_buf = np.empty((min(step, n1 - n0), *out_hw, f), np.float32) if then is not None else None
-        for b0 in range(n0, n1, step):
-            b1 = min(b0 + step, n1)
+        y_buf = np.empty((blocks.step, *out_hw, f), np.float32) if then is not None else None
+        for b0, b1 in blocks:
+            if padded and not fused:
+                pad_into(xp[b0:b1], x[b0:b1], padding, padding_mode)
             y_block = y[b0:b1] if then is None else y_buf[:b1 - b0]
             if not fused:
-                conv(xp[b0:b1], pads, nothing, False, weights, bias, y_block, kh, strides[0], dilation[0])
+                conv(xp[b0:b1], pads, _NOTHING, False, weights, bias, y_block, kh, strides[0], dilation[0])
             else:
                 dst = xp[b0:b1] if keep_padded else one
                 conv(x[b0:b1], pads, dst, keep_padded, weights, bias, y_block, kh, strides[0], dilation[0])
@@ -324,9 +324,9 @@ def conv2d_backward(dz: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides,
     """(dxp (N, Hp, Wp, C) or None, dkernel (kh, kw, C, F), dbias (F,)) of a direct convolution.
 
     ``dz`` (N, Ho, Wo, F) is the gradient w.r.t. the convolution's output (after the epilogue's
-    backward), ``xp`` the padded input forward kept. Each core takes its images one at a time:
-    the kernel gradient's sums (all of it, summed over the cores after), then the input
-    gradient of the same image while its dz is in cache.
+    backward), ``xp`` the padded input forward kept. Each core takes blocks of a few images as
+    they come (``parallel.SharedBlocks``): the kernel gradient's sums over them (each core's
+    share, summed after), then their input gradient while their dz is still in cache.
     """
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
@@ -340,13 +340,15 @@ def conv2d_backward(dz: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides,
     xp = np.ascontiguousarray(xp)
     dxp = np.empty(xp.shape, np.float32) if need_dx else None
 
-    def part(n0: int, n1: int):
+    blocks = parallel.SharedBlocks(n, parallel.block_size(n, GRAD_BLOCK_IMAGES))
+
+    def part(_n0: int, _n1: int):  # on one core: blocks of images as they come, its share of the kernel gradient
         dweights = np.zeros((kh * kw * c, f), np.float32)
         dbias = np.zeros(f, np.float32)
-        for i in range(n0, n1):
-            kernel_grad(xp[i:i + 1], dz[i:i + 1], offsets, dweights, dbias, sh, sw)
+        for b0, b1 in blocks:
+            kernel_grad(xp[b0:b1], dz[b0:b1], offsets, dweights, dbias, sh, sw)
             if need_dx:
-                input_grad(dz[i:i + 1], wt, dxp[i:i + 1], kh, kw, sh, sw, dh, dw)
+                input_grad(dz[b0:b1], wt, dxp[b0:b1], kh, kw, sh, sw, dh, dw)
         return dweights, dbias
 
     results = parallel.run(part, n)
