@@ -115,3 +115,25 @@ def test_register_tiles_hold_eight_vectors():
     for filters in (8, 16, 24, 32, 48, 64, 96):
         pixels, groups = direct.register_tile(filters)
         assert pixels * groups == 8 and filters % (direct.LANES * groups) == 0
+
+
+def test_direct_gradients_are_the_same_bits_for_any_thread_count_and_call(rng):
+    """Cores take blocks as they come, yet the kernel gradient's sums are added in a fixed order."""
+    from convlayer import parallel
+
+    x = rng.standard_normal((37, 9, 9, 16)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
+    y, cache = conv2d_forward(x, kernel, np.zeros(32, np.float32), strides=(2, 2), padding=((0, 1), (0, 1)),
+                              algorithm="direct")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    before = parallel.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 2, 3):
+            parallel.set_num_threads(threads)
+            runs.append(conv2d_backward(dy, cache))
+    finally:
+        parallel.set_num_threads(before)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -40,6 +40,7 @@ from .shapes import Padding2D
 
 LANES = 8  # float32 values per vector (simd.LANES)
 GRAD_BLOCK_IMAGES = 4  # images per block in backward: their dz and padded input stay in L2 (conv1, strided)
+GRAD_MAX_BLOCKS = 64  # more images per block beyond that: each block keeps a (K, F) sum of its own
 _NOTHING = np.empty((0, 0, 0, 0), np.float32)  # no padded copy: the input is read as it is
 MAX_DEPTH = 256  # taps (kh*kw*C) up to which 'auto' prefers this to im2col (measured: 25 and 144 win, 800 loses)
 
@@ -325,8 +326,8 @@ def conv2d_backward(dz: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides,
 
     ``dz`` (N, Ho, Wo, F) is the gradient w.r.t. the convolution's output (after the epilogue's
     backward), ``xp`` the padded input forward kept. Each core takes blocks of a few images as
-    they come (``parallel.SharedBlocks``): the kernel gradient's sums over them (each core's
-    share, summed after), then their input gradient while their dz is still in cache.
+    they come (``parallel.SharedBlocks``): the kernel gradient's sums over a block (one per
+    block, added in order after), then its input gradient while its dz is still in cache.
     """
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
@@ -340,18 +341,18 @@ def conv2d_backward(dz: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides,
     xp = np.ascontiguousarray(xp)
     dxp = np.empty(xp.shape, np.float32) if need_dx else None
 
-    blocks = parallel.SharedBlocks(n, parallel.block_size(n, GRAD_BLOCK_IMAGES))
+    # Blocks of images fixed by n alone, each summed on its own and the sums added in order: the
+    # same numbers bit for bit whichever core took which block, and for any thread count.
+    step = max(GRAD_BLOCK_IMAGES, -(-n // GRAD_MAX_BLOCKS))
+    blocks = parallel.SharedBlocks(n, step)
+    dweights = np.zeros((-(-n // step), kh * kw * c, f), np.float32)  # (blocks, K, F)
+    dbias = np.zeros((len(dweights), f), np.float32)
 
-    def part(_n0: int, _n1: int):  # on one core: blocks of images as they come, its share of the kernel gradient
-        dweights = np.zeros((kh * kw * c, f), np.float32)
-        dbias = np.zeros(f, np.float32)
+    def part(_n0: int, _n1: int) -> None:  # on one core: blocks of images as they come
         for b0, b1 in blocks:
-            kernel_grad(xp[b0:b1], dz[b0:b1], offsets, dweights, dbias, sh, sw)
+            kernel_grad(xp[b0:b1], dz[b0:b1], offsets, dweights[b0 // step], dbias[b0 // step], sh, sw)
             if need_dx:
                 input_grad(dz[b0:b1], wt, dxp[b0:b1], kh, kw, sh, sw, dh, dw)
-        return dweights, dbias
 
-    results = parallel.run(part, n)
-    dkernel = sum(r[0] for r in results).reshape(kh, kw, c, f)
-    dbias = sum(r[1] for r in results)
-    return dxp, dkernel, dbias
+    parallel.run(part, n)
+    return dxp, dweights.sum(axis=0).reshape(kh, kw, c, f), dbias.sum(axis=0)
