@@ -319,8 +319,10 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     y_store = np.empty(n * ho * wo * f + f, x.dtype) if then is None else None
     y = y_store[:n * ho * wo * f].reshape(n, ho, wo, f) if then is None else None
 
-    def part(n0: int, n1: int) -> None:  # images n0:n1, on one core
-        nb = min(step, n1 - n0)
+    blocks = parallel.SharedBlocks(n, step)
+
+    def part(n0: int, n1: int) -> None:  # on one core: blocks of images as they come
+        nb = min(step, n)
         t_max = nb * tiles_per_image
         ext_buf = np.zeros((nb, hx, wx, c), x.dtype)  # below and right of the padded input: zeros, never written
         phases = np.empty((nb, hx, m_w, ux, c), x.dtype) if loops else None
@@ -329,11 +331,10 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
         scratch = np.empty(max(transform_scratch(hx, bt_w, tw, c), m_h * a_w * tw * f), x.dtype) if loops else None
         y_buf_store = np.empty(nb * ho * wo * f + f, x.dtype) if then is not None else None  # as y_store
         y_buf = y_buf_store[:nb * ho * wo * f].reshape(nb, ho, wo, f) if then is not None else None
-        if keep_padded:
-            pad_into(xp[n0:n1], x[n0:n1], padding, padding_mode)
-        for b0 in range(n0, n1, step):
-            b1 = min(b0 + step, n1)
+        for b0, b1 in blocks:
             nb = b1 - b0
+            if keep_padded:
+                pad_into(xp[b0:b1], x[b0:b1], padding, padding_mode)
             t = nb * tiles_per_image
             ext = ext_buf[:nb]  # (nb, hx, wx, C)
             if keep_padded:
