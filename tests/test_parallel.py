@@ -199,27 +199,14 @@ def _parts_in_child():
     return parallel.run(lambda lo, hi: (lo, hi), 4)
 
 
-def test_the_caller_watches_flags_without_the_gil_and_gives_up_after_its_turns():
-    from convlayer.functional import kernels
-
-    if not kernels.enabled():
-        pytest.skip("spinwait is compiled: numba is off (CONVLAYER_NUMBA=0)")
-    from convlayer import spinwait
-
-    flags = np.zeros(3, np.int64)
-    assert not spinwait.wait_all(flags, 1000, 0)  # never set: gives up
-    flags[:] = 1
-    assert spinwait.wait_all(flags, 1000, 10)
-
-
-def test_a_slow_worker_part_is_waited_for_after_the_watch_gives_up(threads):
+def test_a_slow_worker_part_is_waited_for(threads):
     import time
 
     threads(2)
 
     def part(lo, hi):
         if lo > 0:
-            time.sleep(0.05)  # far longer than the caller watches
+            time.sleep(0.05)  # the caller's part ends long before
         return hi - lo
 
     assert parallel.run(part, 10) == [5, 5]

@@ -11,9 +11,6 @@ that setting across many calls (a whole training step); ``run`` enters it for on
 when no caller did. Without threadpoolctl everything runs in the calling thread: the pure
 NumPy path, which the tests also cover.
 
-At the end of a call the caller watches its workers' parts end (``convlayer.spinwait``) for
-a while before it sleeps: woken from sleep, it would lose about 0.1 ms on this kind of VM.
-
 >>> run(lambda lo, hi: list(range(lo, hi)), 5, parts=2)
 [[0, 1], [2, 3, 4]]
 """
@@ -44,9 +41,6 @@ _pool: ThreadPoolExecutor | None = None
 _controller = None
 _depth = 0  # nesting of compute() blocks
 _limiter = None  # threadpoolctl's limit while depth > 0
-_watcher = None  # spinwait.wait_all, once numba is known to be on
-SPIN_TURNS = 500_000  # turns the caller watches its workers' parts end (about 0.3 ms here) before it sleeps
-LINGER_TURNS = 100_000  # and after they end (about 16 us: the workers give the GIL back)
 
 
 def get_num_threads() -> int:
@@ -196,34 +190,9 @@ def run(fn: Callable[[int, int], T], n: int, *, parts: int | None = None, min_si
             with np.errstate(**settings):
                 return fn(lo, hi)
 
-        watch = _flag_watcher()
-        ended = np.zeros(len(ranges) - 1, np.int64)  # set by each worker's part as its last act
-
-        def worker_part(k, lo, hi):
-            try:
-                return part(lo, hi)
-            finally:
-                ended[k] = 1
-
-        futures = [_get_pool(get_num_threads()).submit(worker_part, k, lo, hi) for k, (lo, hi) in enumerate(ranges[1:])]
+        futures = [_get_pool(get_num_threads()).submit(part, lo, hi) for lo, hi in ranges[1:]]
         try:
             first = fn(*ranges[0])
         finally:
-            if watch is not None:  # see the parts end without sleeping, then find their futures done
-                watch(ended, SPIN_TURNS, LINGER_TURNS)
             wait(futures)  # no part may still be writing when this returns or raises
     return [first, *(f.result() for f in futures)]
-
-
-def _flag_watcher():
-    """``spinwait.wait_all`` where numba is on (imported on first use), else None."""
-    global _watcher
-    if _watcher is None:
-        from .functional import kernels
-
-        if not kernels.enabled():
-            return None
-        from . import spinwait
-
-        _watcher = spinwait.wait_all
-    return _watcher
