@@ -137,3 +137,18 @@ def test_direct_gradients_are_the_same_bits_for_any_thread_count_and_call(rng):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_direct_backward_applies_the_epilogues_backward_block_by_block(rng):
+    """ReLU fused into forward: backward gets dy and the ReLU's backward, and applies it per block."""
+    x = rng.standard_normal((9, 8, 8, 8)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 8, 16)).astype(np.float32)
+    relu = lambda block: np.maximum(block, 0, out=block)  # noqa: E731
+    geometry = dict(padding=((1, 1), (1, 1)))
+    outs = {}
+    for algorithm in ("direct", "im2col"):
+        y, cache = conv2d_forward(x, kernel, np.zeros(16, np.float32), algorithm=algorithm, epilogue=relu, **geometry)
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+        outs[algorithm] = conv2d_backward(dy, cache, epilogue_grad=lambda d, index, y=y: d * (y[index] > 0))
+    for got, want in zip(outs["direct"], outs["im2col"]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

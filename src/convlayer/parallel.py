@@ -163,6 +163,16 @@ class SharedBlocks:
         return lo, min(lo + self.step, self.n)
 
 
+def run_blocks(fn: Callable[["SharedBlocks"], T], n: int, step: int) -> list[T]:
+    """Call ``fn(blocks)`` once per part, in parallel, all sharing ``SharedBlocks(n, step)``.
+
+    Each part sets up what it needs (buffers in its core's cache) and then takes ``(lo, hi)``
+    blocks from ``blocks`` until none is left; results come back one per part.
+    """
+    blocks = SharedBlocks(n, step)
+    return run(lambda _lo, _hi: fn(blocks), n)
+
+
 def block_size(n: int, most: int, per_part: int = 4) -> int:
     """Items per shared block: ``per_part`` blocks for each part, at most ``most`` items each."""
     return max(1, min(most, n // (per_part * get_num_threads())))

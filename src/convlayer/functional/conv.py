@@ -21,8 +21,8 @@ gradients. Images never share a block, so parts never write to the same memory.
 
 Stride-1 layers with enough channels take Winograd's algorithm instead (``winograd``, chosen
 by ``choose_algorithm``): fewer multiplications, the same blocks and parts. Thin layers (few
-taps: conv1, the strided layer) take a direct convolution (``direct``) forward, with no window
-copy; their backward is im2col's.
+taps: conv1, the strided layer) take a direct convolution (``direct``), with no window copy,
+backward too where the input channels come in vectors of 8.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class ConvCache:
     padding_mode: str
     out_hw: tuple[int, int]
     max_chunk_bytes: int
-    algorithm: str  # 'im2col', 'winograd' or 'direct' (whose backward is im2col's), as chosen by forward
+    algorithm: str  # 'im2col', 'winograd' or 'direct', as chosen by forward
 
 
 def check_algorithm(algorithm, kernel_hw, strides, dilation, groups: int, *, filters: int | None = None,
@@ -279,8 +279,9 @@ def conv2d_forward(
         max_chunk_bytes: size of one block (default ``MAX_CHUNK_BYTES`` for im2col,
             ``WINOGRAD_BLOCK_BYTES`` for Winograd).
         algorithm: 'im2col', 'winograd' (see ``winograd``; stride 1, no dilation, one group),
-            'direct' (see ``direct``; float32, one group, filters a multiple of 8; backward is
-            im2col's) or 'auto' (``choose_algorithm``). Backward uses the same one.
+            'direct' (see ``direct``; float32, one group, filters a multiple of 8) or 'auto'
+            (``choose_algorithm``). Backward uses the same one (im2col's for 'direct' when the
+            input channels are not a multiple of 8 and dx is needed).
         then: inference only (no cache): ``then(block, n0)`` receives each finished block of
             whole images (n0: the first one's index), after the epilogue, while it is in cache,
             e.g. to pool it; y is then not returned (None), and blocks go to a per-core buffer
@@ -382,8 +383,8 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, *, need_dx: bool = True,
     xp, kernel = cache.xp, cache.kernel
     dy = dy.astype(xp.dtype, copy=False)  # blocks are reshaped (copied if need be) inside the parts
     if cache.algorithm == "direct" and direct.backward_supported(xp.shape[3], need_dx):
-        dz = _apply_epilogue_grad(dy, epilogue_grad)
-        dxp, dkernel, dbias = direct.conv2d_backward(dz, xp, kernel, cache.strides, cache.dilation, need_dx)
+        dxp, dkernel, dbias = direct.conv2d_backward(dy, xp, kernel, cache.strides, cache.dilation, need_dx,
+                                                     epilogue_grad)
         dx = pad_nhwc_backward(dxp, cache.in_hw, cache.padding, cache.padding_mode) if need_dx else None
         return dx, dkernel, dbias if cache.has_bias else None
     if cache.algorithm == "winograd":  # whole-batch transforms: apply the epilogue's backward first

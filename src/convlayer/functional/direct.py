@@ -43,7 +43,7 @@ import numpy as np
 from .. import parallel
 from . import codegen, kernels
 from .padding import pad_into
-from .shapes import Padding2D
+from .shapes import Padding2D, conv_output_size
 
 LANES = 8  # float32 values per vector (simd.LANES)
 GRAD_BLOCK_IMAGES = 4  # images per block in backward: their dz and padded input stay in L2 (conv1, strided)
@@ -182,20 +182,21 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, strides, 
     hp, wp = height + top + bottom, width + left + right
     # The compiled loop checks no bounds: every window it reads must lie inside the padded input.
     assert min(top, bottom, left, right) >= 0 and x.dtype == np.float32 and f % (LANES * groups) == 0
-    assert out_hw == ((hp - dilation[0] * (kh - 1) - 1) // strides[0] + 1,
-                      (wp - dilation[1] * (kw - 1) - 1) // strides[1] + 1) and min(out_hw) > 0
+    assert tuple(out_hw) == (conv_output_size(height, kh, strides[0], dilation[0], (top, bottom)),
+                             conv_output_size(width, kw, strides[1], dilation[1], (left, right))) and min(out_hw) > 0
     padded = bool(top or bottom or left or right)
     fused = padded and padding_mode == "zeros"  # the compiled loop pads each image as it goes
     conv = compiled(kw, strides[1], dilation[1], pixels, groups)
     weights = np.ascontiguousarray(kernel, np.float32).reshape(-1)  # (kh*kw*C*F,)
     bias = np.zeros(f, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     x = np.ascontiguousarray(x)
-    blocks = parallel.SharedBlocks(n, parallel.block_size(n, max_bytes // (out_hw[0] * out_hw[1] * f * 4)))
     xp = np.empty((n, hp, wp, c), np.float32) if padded and (keep_padded or not fused) else x  # (N, Hp, Wp, C)
     y = np.empty((n, *out_hw, f), np.float32) if then is None else None  # (N, Ho, Wo, F)
     pads = (top, left)
 
-    def part(_n0: int, _n1: int) -> None:  # on one core: blocks of images, as they come
+    step = parallel.block_size(n, max_bytes // (out_hw[0] * out_hw[1] * f * 4))  # images per block
+
+    def part(blocks: parallel.SharedBlocks) -> None:  # on one core: blocks of images, as they come
         one = np.empty((1, hp, wp, c), np.float32) if fused and not keep_padded else None  # in cache, reused
         y_buf = np.empty((blocks.step, *out_hw, f), np.float32) if then is not None else None
         for b0, b1 in blocks:
@@ -212,7 +213,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, strides, 
             if then is not None:
                 then(y_block, b0)
 
-    parallel.run(part, n)
+    parallel.run_blocks(part, n, step)
     return y, xp
 
 
@@ -324,13 +325,16 @@ def backward_supported(channels: int, need_dx: bool) -> bool:
     return not need_dx or channels % LANES == 0
 
 
-def conv2d_backward(dz: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides, dilation, need_dx: bool):
+def conv2d_backward(dy: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides, dilation, need_dx: bool,
+                    epilogue_grad: Callable | None = None):
     """(dxp (N, Hp, Wp, C) or None, dkernel (kh, kw, C, F), dbias (F,)) of a direct convolution.
 
-    ``dz`` (N, Ho, Wo, F) is the gradient w.r.t. the convolution's output (after the epilogue's
-    backward), ``xp`` the padded input forward kept. Each core takes blocks of a few images as
-    they come (``parallel.SharedBlocks``): the kernel gradient's sums over a block (one per
-    block, added in order after), then its input gradient while its dz is still in cache.
+    ``dy`` (N, Ho, Wo, F) is the gradient w.r.t. the output; ``epilogue_grad(dy_block, index)``,
+    if given, turns a block of it into the gradient w.r.t. the convolution's output (see
+    ``conv.conv2d_backward``). ``xp`` is the padded input forward kept. Each core takes blocks of
+    a few images as they come (``parallel.SharedBlocks``): the epilogue's backward, the kernel
+    gradient's sums over the block (one per block, added in order after), then its input
+    gradient, all while the block's dz is in cache.
     """
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
@@ -340,22 +344,22 @@ def conv2d_backward(dz: np.ndarray, xp: np.ndarray, kernel: np.ndarray, strides,
     offsets = ((np.arange(kh)[:, None, None] * dh * wp + np.arange(kw)[None, :, None] * dw) * c
                + np.arange(c)[None, None, :]).reshape(-1).astype(np.int64)  # (K,): k = (a, b, ch) in HWIO order
     wt = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2), np.float32).reshape(-1) if need_dx else None  # (kh, kw, F, C)
-    dz = np.ascontiguousarray(dz, np.float32)
     xp = np.ascontiguousarray(xp)
     dxp = np.empty(xp.shape, np.float32) if need_dx else None
 
     # Blocks of images fixed by n alone, each summed on its own and the sums added in order: the
     # same numbers bit for bit whichever core took which block, and for any thread count.
     step = max(GRAD_BLOCK_IMAGES, -(-n // GRAD_MAX_BLOCKS))
-    blocks = parallel.SharedBlocks(n, step)
     dweights = np.zeros((-(-n // step), kh * kw * c, f), np.float32)  # (blocks, K, F)
     dbias = np.zeros((len(dweights), f), np.float32)
 
-    def part(_n0: int, _n1: int) -> None:  # on one core: blocks of images as they come
+    def part(blocks: parallel.SharedBlocks) -> None:  # on one core: blocks of images as they come
         for b0, b1 in blocks:
-            kernel_grad(xp[b0:b1], dz[b0:b1], offsets, dweights[b0 // step], dbias[b0 // step], sh, sw)
+            dz = dy[b0:b1] if epilogue_grad is None else epilogue_grad(dy[b0:b1], (slice(b0, b1),))
+            dz = np.ascontiguousarray(dz, np.float32)  # (b, Ho, Wo, F)
+            kernel_grad(xp[b0:b1], dz, offsets, dweights[b0 // step], dbias[b0 // step], sh, sw)
             if need_dx:
-                input_grad(dz[b0:b1], wt, dxp[b0:b1], kh, kw, sh, sw, dh, dw)
+                input_grad(dz, wt, dxp[b0:b1], kh, kw, sh, sw, dh, dw)
 
-    parallel.run(part, n)
+    parallel.run_blocks(part, n, step)
     return dxp, dweights.sum(axis=0).reshape(kh, kw, c, f), dbias.sum(axis=0)

@@ -319,9 +319,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
     y_store = np.empty(n * ho * wo * f + f, x.dtype) if then is None else None
     y = y_store[:n * ho * wo * f].reshape(n, ho, wo, f) if then is None else None
 
-    blocks = parallel.SharedBlocks(n, step)
-
-    def part(n0: int, n1: int) -> None:  # on one core: blocks of images as they come
+    def part(blocks: parallel.SharedBlocks) -> None:  # on one core: blocks of images as they come
         nb = min(step, n)
         t_max = nb * tiles_per_image
         ext_buf = np.zeros((nb, hx, wx, c), x.dtype)  # below and right of the padded input: zeros, never written
@@ -362,7 +360,7 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, padding: 
             if then is not None:
                 then(y_block, b0)
 
-    parallel.run(part, n)
+    parallel.run_blocks(part, n, step)
     return y, xp
 
 

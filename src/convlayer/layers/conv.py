@@ -198,12 +198,16 @@ class Conv2D(KernelLayer):
         """Element-wise in-place activations (ReLU...) run on each output block while it is in cache."""
         return self.activation.in_place and not self.activation.needs_input
 
+    @property
+    def _epilogue(self) -> bool:
+        """A fused activation with work to do on each block (linear has none: no pass, no copy)."""
+        return self._fused_activation and self.activation is not act_mod.linear
+
     def _convolve(self, x_nhwc, *, keep_cache: bool, then=None):
         """conv2d_forward with this layer's settings; the activation fused when it can be."""
         pads = resolve_padding(self.padding, x_nhwc.shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
         act = self.activation
-        fused = self._fused_activation and act is not act_mod.linear  # nothing to do for linear
-        epilogue = (lambda block: act.forward(block, out=block)) if fused else None
+        epilogue = (lambda block: act.forward(block, out=block)) if self._epilogue else None
         return conv2d_forward(
             x_nhwc, self.kernel, self.bias, strides=self.strides, padding=pads, dilation=self.dilation_rate,
             groups=self.groups, padding_mode=self.padding_mode, keep_cache=keep_cache, epilogue=epilogue,
@@ -253,7 +257,7 @@ class Conv2D(KernelLayer):
         conv_cache, pre_activation, y, batch_shape, fused = self._cache
         dy_nhwc, _ = self._to_nhwc(dy)
         act = self.activation
-        if fused and act is act_mod.linear:  # dy is the convolution's output gradient itself
+        if fused and not self._epilogue:  # linear: dy is the convolution's output gradient itself
             dx, dkernel, dbias = conv2d_backward(dy_nhwc, conv_cache, need_dx=need_input_grad)
         elif fused:  # the element-wise activation's backward runs on each block inside conv2d_backward
             dx, dkernel, dbias = conv2d_backward(dy_nhwc, conv_cache, need_dx=need_input_grad,
